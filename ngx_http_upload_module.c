@@ -1,0 +1,414 @@
+
+/*
+ * Copyright (C) ngx_http_upload_module developers
+ *
+ * The module's front door: directives, configuration and the hooks that
+ * plug the upload handler and the request body filter into nginx.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_upload.h"
+
+
+static void *ngx_http_upload_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_upload_postconfiguration(ngx_conf_t *cf);
+
+static char *ngx_http_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_upload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_upload_hash(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_upload_url_prefix(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_upload_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_http_upload_commands[] = {
+
+    { ngx_string("upload"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_upload,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("upload_store"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, store),
+      NULL },
+
+    { ngx_string("upload_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_upload_redis,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("upload_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("upload_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, max_size),
+      NULL },
+
+    { ngx_string("upload_fsync"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, fsync),
+      NULL },
+
+    { ngx_string("upload_hash"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_upload_hash,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, hashes),
+      NULL },
+
+    { ngx_string("upload_url_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_upload_url_prefix,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, url_prefix),
+      NULL },
+
+    { ngx_string("upload_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_upload_thread_pool,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_upload_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_upload_postconfiguration,     /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_upload_create_loc_conf,       /* create location configuration */
+    ngx_http_upload_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_upload_module = {
+    NGX_MODULE_V1,
+    &ngx_http_upload_module_ctx,           /* module context */
+    ngx_http_upload_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_upload_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_upload_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_upload_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->store = { 0, NULL };
+     *     conf->url_prefix = { 0, NULL };
+     *     conf->thread_pool_name = { 0, NULL };
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->redis = NGX_CONF_UNSET_PTR;
+    conf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    conf->max_size = NGX_CONF_UNSET;
+    conf->fsync = NGX_CONF_UNSET;
+    conf->hashes = NGX_CONF_UNSET_UINT;
+#if (NGX_THREADS)
+    conf->thread_pool = NGX_CONF_UNSET_PTR;
+#endif
+
+    return conf;
+}
+
+
+static char *
+ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_upload_loc_conf_t *prev = parent;
+    ngx_http_upload_loc_conf_t *conf = child;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_str_value(conf->store, prev->store, "");
+    ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
+    ngx_conf_merge_msec_value(conf->redis_timeout, prev->redis_timeout,
+                              3000);
+    ngx_conf_merge_off_value(conf->max_size, prev->max_size, 0);
+    ngx_conf_merge_value(conf->fsync, prev->fsync, 1);
+    ngx_conf_merge_uint_value(conf->hashes, prev->hashes,
+                              NGX_HTTP_UPLOAD_SHA256);
+    ngx_conf_merge_str_value(conf->url_prefix, prev->url_prefix, "/files/");
+
+#if (NGX_THREADS)
+    if (conf->thread_pool == NGX_CONF_UNSET_PTR) {
+        conf->thread_pool = prev->thread_pool;
+        conf->thread_pool_name = prev->thread_pool_name;
+    }
+#endif
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->store.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload\" is on but no \"upload_store\" is set");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload\" is on but no \"upload_redis\" is set");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &conf->store, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (conf->store.len > 1
+           && conf->store.data[conf->store.len - 1] == '/')
+    {
+        conf->store.len--;
+    }
+
+#if (NGX_THREADS)
+    if (conf->thread_pool == NGX_CONF_UNSET_PTR) {
+        conf->thread_pool = ngx_thread_pool_add(cf, NULL);
+        if (conf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+#endif
+
+    /*
+     * The module enforces "upload_max_size" itself, with a JSON error;
+     * the core's client_max_body_size check would answer an HTML 413
+     * before the module sees the request.
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->client_max_body_size = 0;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_upload_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_upload_body_init(cf);
+}
+
+
+static char *
+ngx_http_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    char                      *rv;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (!ulcf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    /* the object key is the part of the URI after the location's prefix */
+
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        return "cannot be used in a regex location";
+    }
+#endif
+
+    if (clcf->named) {
+        return "cannot be used in a named location";
+    }
+
+    clcf->handler = ngx_http_upload_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_upload_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    if (ulcf->redis != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    ulcf->redis = ngx_http_upload_redis_create(cf, cf->args->elts,
+                                               cf->args->nelts);
+    if (ulcf->redis == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_upload_hash(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    ngx_str_t               *value;
+    ngx_uint_t               i;
+    ngx_http_upload_hash_t  *h;
+
+    if (ulcf->hashes != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    /* SHA-256 keys content everywhere (dedup, integrity): always on */
+    ulcf->hashes = NGX_HTTP_UPLOAD_SHA256;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        for (h = ngx_http_upload_hashes; h->name; h++) {
+            if (value[i].len == h->len
+                && ngx_strncmp(value[i].data, h->name, h->len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (h->name == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"%V\", "
+                               "expected md5, sha1 or sha256",
+                               &value[i], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        ulcf->hashes |= h->type;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_upload_url_prefix(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    ngx_str_t  *value;
+
+    if (ulcf->url_prefix.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0
+        || (value[1].data[0] != '/'
+            && ngx_strncmp(value[1].data, "http://", 7) != 0
+            && ngx_strncmp(value[1].data, "https://", 8) != 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\", expected a path "
+                           "starting with \"/\" or an http(s) URL",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    ulcf->url_prefix = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_upload_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+#if (NGX_THREADS)
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    ngx_str_t  *value;
+
+    if (ulcf->thread_pool != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        ulcf->thread_pool = NULL;
+        return NGX_CONF_OK;
+    }
+
+    ulcf->thread_pool_name = value[1];
+    ulcf->thread_pool = ngx_thread_pool_add(cf, &value[1]);
+    if (ulcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+
+#else
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        return NGX_CONF_OK;
+    }
+
+    return "requires nginx built with threads (--with-threads)";
+#endif
+}

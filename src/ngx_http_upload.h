@@ -1,0 +1,235 @@
+
+/*
+ * Copyright (C) ngx_http_upload_module developers
+ */
+
+
+#ifndef _NGX_HTTP_UPLOAD_H_INCLUDED_
+#define _NGX_HTTP_UPLOAD_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <openssl/evp.h>
+
+#include "ngx_http_upload_redis.h"
+
+
+#define NGX_HTTP_UPLOAD_MD5           0x01
+#define NGX_HTTP_UPLOAD_SHA1          0x02
+#define NGX_HTTP_UPLOAD_SHA256        0x04
+
+#define NGX_HTTP_UPLOAD_MD5_LEN       16
+#define NGX_HTTP_UPLOAD_SHA1_LEN      20
+#define NGX_HTTP_UPLOAD_SHA256_LEN    32
+
+#define NGX_HTTP_UPLOAD_KEY_MAX       1024
+#define NGX_HTTP_UPLOAD_APP_MAX       64
+#define NGX_HTTP_UPLOAD_SEGMENT_MAX   255
+#define NGX_HTTP_UPLOAD_DEFAULT_APP   "default"
+#define NGX_HTTP_UPLOAD_TEMP_DIR      ".upload-tmp"
+
+#define NGX_HTTP_INSUFFICIENT_STORAGE 507
+
+/* a handler's answer: the request goes on in a callback of the module */
+#define NGX_HTTP_UPLOAD_PENDING       -100
+
+
+typedef struct {
+    ngx_flag_t                    enable;
+    ngx_str_t                     store;
+    ngx_http_upload_redis_t      *redis;
+    ngx_msec_t                    redis_timeout;
+    off_t                         max_size;
+    ngx_flag_t                    fsync;
+    ngx_uint_t                    hashes;
+    ngx_str_t                     url_prefix;
+#if (NGX_THREADS)
+    ngx_thread_pool_t            *thread_pool;
+    ngx_str_t                     thread_pool_name;
+#endif
+} ngx_http_upload_loc_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                    type;
+    const char                   *name;
+    size_t                        len;
+} ngx_http_upload_hash_t;
+
+
+/* an object's record, as kept in Redis and answered to clients */
+typedef struct {
+    ngx_str_t                     app;
+    ngx_str_t                     key;
+    off_t                         size;
+    ngx_str_t                     md5;
+    ngx_str_t                     sha256;
+    time_t                        time;
+} ngx_http_upload_object_t;
+
+
+typedef struct ngx_http_upload_region_s  ngx_http_upload_region_t;
+typedef struct ngx_http_upload_ctx_s     ngx_http_upload_ctx_t;
+
+
+/* a piece of the request body, still owned by nginx until released */
+struct ngx_http_upload_region_s {
+    ngx_buf_t                    *buf;
+    u_char                       *pos;
+    size_t                        size;
+    ngx_uint_t                    pending;
+    ngx_http_upload_region_t     *next;
+};
+
+
+/*
+ * A lane consumes every region in order: the file writer and one lane per
+ * digest.  Lanes run concurrently in the thread pool, so writing and
+ * hashing overlap; a region is given back to nginx once all lanes are done.
+ */
+typedef struct {
+    ngx_http_upload_ctx_t        *ctx;
+    ngx_http_upload_region_t     *next;
+    ngx_http_upload_region_t     *first;
+    ngx_uint_t                    count;
+    ngx_uint_t                    busy;
+    ngx_err_t                     err;
+    EVP_MD_CTX                   *md;
+    ngx_uint_t                    hash;
+    off_t                         offset;
+    off_t                         synced;
+#if (NGX_THREADS)
+    ngx_thread_task_t            *task;
+#endif
+} ngx_http_upload_lane_t;
+
+
+#define NGX_HTTP_UPLOAD_LANES_MAX     4
+
+
+struct ngx_http_upload_ctx_s {
+    ngx_http_request_t           *request;
+    ngx_http_upload_loc_conf_t   *conf;
+
+    ngx_str_t                     key;
+    ngx_str_t                     app;
+    ngx_str_t                     path;
+    ngx_str_t                     temp;
+    ngx_fd_t                      fd;
+    off_t                         size;
+
+    ngx_uint_t                    hashes;
+    ngx_str_t                     expect_md5;
+    ngx_str_t                     expect_sha256;
+    u_char                        md5[NGX_HTTP_UPLOAD_MD5_LEN];
+    u_char                        sha1[NGX_HTTP_UPLOAD_SHA1_LEN];
+    u_char                        sha256[NGX_HTTP_UPLOAD_SHA256_LEN];
+
+    ngx_http_upload_lane_t        lanes[NGX_HTTP_UPLOAD_LANES_MAX];
+    ngx_uint_t                    nlanes;
+    ngx_http_upload_region_t     *queue;
+    ngx_http_upload_region_t     *tail;
+    ngx_http_upload_region_t     *free;
+
+    ngx_uint_t                    status;
+    const char                   *error_code;
+    const char                   *error_message;
+    ngx_err_t                     error_errno;
+
+    unsigned                      streaming:1;
+    unsigned                      last_seen:1;
+    unsigned                      last_passed:1;
+    unsigned                      failed:1;
+    unsigned                      committed:1;
+
+    void                        (*redis_done)(ngx_http_upload_ctx_t *ctx);
+
+    /* the commit steps after the body: fsync, record, rename */
+    void                        (*step_work)(ngx_http_upload_ctx_t *ctx);
+    void                        (*step_done)(ngx_http_upload_ctx_t *ctx);
+    ngx_err_t                     step_err;
+    const char                   *step_op;
+#if (NGX_THREADS)
+    ngx_thread_task_t            *step_task;
+#endif
+};
+
+
+extern ngx_module_t  ngx_http_upload_module;
+
+
+/* ngx_http_upload_handler.c */
+ngx_int_t ngx_http_upload_handler(ngx_http_request_t *r);
+
+/* ngx_http_upload_key.c */
+ngx_int_t ngx_http_upload_parse_key(ngx_http_request_t *r, ngx_str_t *key,
+    const char **reason);
+ngx_int_t ngx_http_upload_parse_app(ngx_http_request_t *r, ngx_str_t *app,
+    const char **reason);
+ngx_table_elt_t *ngx_http_upload_find_header(ngx_http_request_t *r,
+    const char *name);
+ngx_int_t ngx_http_upload_arg_present(ngx_http_request_t *r,
+    const char *name);
+ngx_int_t ngx_http_upload_validate_key(ngx_str_t *key, const char **reason);
+ngx_int_t ngx_http_upload_validate_app(ngx_str_t *app, const char **reason);
+u_char *ngx_http_upload_escape_key(ngx_pool_t *pool, ngx_str_t *key,
+    size_t *len);
+
+/* ngx_http_upload_digest.c */
+extern ngx_http_upload_hash_t  ngx_http_upload_hashes[];
+const EVP_MD *ngx_http_upload_digest_md(ngx_uint_t hash);
+u_char *ngx_http_upload_digest_out(ngx_http_upload_ctx_t *ctx,
+    ngx_uint_t hash);
+ngx_int_t ngx_http_upload_digest_init(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_digest_final(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_parse_content_md5(ngx_pool_t *pool,
+    ngx_str_t *value, ngx_str_t *md5);
+ngx_int_t ngx_http_upload_parse_sha256(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *sha256);
+ngx_int_t ngx_http_upload_digest_verify(ngx_http_upload_ctx_t *ctx);
+void ngx_http_upload_hex(u_char *dst, u_char *src, size_t len);
+
+/* ngx_http_upload_body.c */
+ngx_int_t ngx_http_upload_body_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_upload_body_start(ngx_http_upload_ctx_t *ctx);
+void ngx_http_upload_body_fail(ngx_http_upload_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *message, ngx_err_t err);
+
+/* ngx_http_upload_store.c */
+ngx_int_t ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_store_commit(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_store_remove(ngx_http_request_t *r,
+    ngx_str_t *path);
+ngx_int_t ngx_http_upload_store_path(ngx_http_request_t *r,
+    ngx_http_upload_loc_conf_t *ulcf, ngx_str_t *app, ngx_str_t *key,
+    ngx_str_t *path);
+ssize_t ngx_http_upload_store_write(ngx_fd_t fd, u_char *buf, size_t size,
+    off_t offset, ngx_err_t *err);
+void ngx_http_upload_store_writeback(ngx_http_upload_lane_t *lane);
+
+/* ngx_http_upload_reply.c */
+ngx_int_t ngx_http_upload_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_upload_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, void *json);
+ngx_int_t ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_object_url(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *key, ngx_str_t *url);
+ngx_int_t ngx_http_upload_reply_object(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_http_upload_object_t *obj);
+void ngx_http_upload_finalize(ngx_http_request_t *r, ngx_int_t rc);
+
+/* ngx_http_upload_object.c */
+ngx_int_t ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
+    void (*saved)(ngx_http_upload_ctx_t *ctx));
+ngx_int_t ngx_http_upload_object_meta(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *key);
+ngx_int_t ngx_http_upload_object_delete(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *key);
+ngx_int_t ngx_http_upload_object_check_redis(ngx_http_upload_ctx_t *ctx,
+    void (*ready)(ngx_http_upload_ctx_t *ctx));
+
+
+#endif /* _NGX_HTTP_UPLOAD_H_INCLUDED_ */

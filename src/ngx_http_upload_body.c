@@ -1,0 +1,585 @@
+
+/*
+ * Copyright (C) ngx_http_upload_module developers
+ *
+ * Streams a request body straight into the store.  The module's request
+ * body filter takes every buffer nginx reads and queues it as a region;
+ * lanes (the file writer and one per digest) consume the regions in order,
+ * concurrently in a thread pool, and a region goes back to nginx once all
+ * lanes have seen it.  Until then nginx keeps the buffer busy and stops
+ * reading when it has no room left ("filter_need_buffering"): this is the
+ * back-pressure that keeps the memory of an upload constant.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_upload.h"
+
+
+static ngx_int_t ngx_http_upload_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_upload_region_add(ngx_http_upload_ctx_t *ctx,
+    ngx_buf_t *b);
+static ngx_int_t ngx_http_upload_lanes_run(ngx_http_upload_ctx_t *ctx);
+static ngx_uint_t ngx_http_upload_lanes_busy(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_lane_post(ngx_http_upload_lane_t *lane);
+static void ngx_http_upload_lane_work(void *data, ngx_log_t *log);
+static ngx_uint_t ngx_http_upload_lane_done(ngx_http_upload_lane_t *lane);
+static ngx_uint_t ngx_http_upload_regions_release(ngx_http_upload_ctx_t *ctx);
+#if (NGX_THREADS)
+static void ngx_http_upload_lane_event_handler(ngx_event_t *ev);
+#endif
+static ngx_int_t ngx_http_upload_body_pass_last(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_body_done(ngx_http_request_t *r);
+
+
+static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
+
+
+ngx_int_t
+ngx_http_upload_body_init(ngx_conf_t *cf)
+{
+    ngx_http_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_upload_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Called once the object's key, app and limits are settled: opens the
+ * temporary file, prepares the lanes and starts reading the body (which
+ * sends "100 Continue" when the client asked for it).
+ */
+
+ngx_int_t
+ngx_http_upload_body_start(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_uint_t               i;
+    ngx_http_request_t      *r;
+#if (NGX_THREADS)
+    ngx_http_upload_lane_t  *lane;
+#endif
+
+    r = ctx->request;
+
+    /* lane 0 writes the file, the others hash */
+
+    ctx->lanes[0].ctx = ctx;
+    ctx->nlanes = 1;
+
+    if (ngx_http_upload_digest_init(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_upload_store_open_temp(ctx) != NGX_OK) {
+        return ctx->status ? ctx->status : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+#if (NGX_THREADS)
+    if (ctx->conf->thread_pool) {
+        for (i = 0; i < ctx->nlanes; i++) {
+            lane = &ctx->lanes[i];
+
+            lane->task = ngx_thread_task_alloc(r->pool, 0);
+            if (lane->task == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            lane->task->ctx = lane;
+            lane->task->handler = ngx_http_upload_lane_work;
+            lane->task->event.data = lane;
+            lane->task->event.handler = ngx_http_upload_lane_event_handler;
+            lane->task->event.log = r->connection->log;
+        }
+    }
+#else
+    (void) i;
+#endif
+
+    ctx->streaming = 1;
+
+    return ngx_http_read_client_request_body(r, ngx_http_upload_body_done);
+}
+
+
+static ngx_int_t
+ngx_http_upload_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    off_t                     size;
+    ngx_chain_t              *cl;
+    ngx_http_upload_ctx_t    *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_upload_module);
+
+    if (ctx == NULL || !ctx->streaming) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    /* buffers stay busy until the lanes are done with them */
+    r->request_body->filter_need_buffering = 1;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (cl->buf->last_buf) {
+            ctx->last_seen = 1;
+        }
+
+        size = cl->buf->last - cl->buf->pos;
+
+        if (size == 0) {
+            continue;
+        }
+
+        if (ctx->failed) {
+            cl->buf->pos = cl->buf->last;
+            continue;
+        }
+
+        if (ctx->conf->max_size && ctx->size + size > ctx->conf->max_size) {
+            ngx_http_upload_body_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                      "EntityTooLarge",
+                                      "the body is larger than "
+                                      "upload_max_size", 0);
+            cl->buf->pos = cl->buf->last;
+            continue;
+        }
+
+        if (ngx_http_upload_region_add(ctx, cl->buf) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->size += size;
+    }
+
+    if (!ctx->failed && ngx_http_upload_lanes_run(ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_upload_body_pass_last(ctx);
+}
+
+
+/*
+ * Records an error and makes the rest of the body irrelevant: the client
+ * gets the JSON error as soon as no lane is busy, and nginx's lingering
+ * close drains what it still sends.
+ */
+
+void
+ngx_http_upload_body_fail(ngx_http_upload_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *message, ngx_err_t err)
+{
+    if (ctx->failed) {
+        return;
+    }
+
+    ctx->failed = 1;
+    ctx->status = status;
+    ctx->error_code = code;
+    ctx->error_message = message;
+    ctx->error_errno = err;
+}
+
+
+static ngx_int_t
+ngx_http_upload_region_add(ngx_http_upload_ctx_t *ctx, ngx_buf_t *b)
+{
+    ngx_uint_t                 i;
+    ngx_http_upload_region_t  *rg;
+
+    rg = ctx->free;
+
+    if (rg) {
+        ctx->free = rg->next;
+
+    } else {
+        rg = ngx_palloc(ctx->request->pool, sizeof(ngx_http_upload_region_t));
+        if (rg == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    rg->buf = b;
+    rg->pos = b->pos;
+    rg->size = b->last - b->pos;
+    rg->pending = ctx->nlanes;
+    rg->next = NULL;
+
+    if (ctx->tail) {
+        ctx->tail->next = rg;
+
+    } else {
+        ctx->queue = rg;
+    }
+
+    ctx->tail = rg;
+
+    for (i = 0; i < ctx->nlanes; i++) {
+        if (ctx->lanes[i].next == NULL) {
+            ctx->lanes[i].next = rg;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_upload_lanes_run(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_uint_t               i;
+    ngx_http_upload_lane_t  *lane;
+
+    for (i = 0; i < ctx->nlanes && !ctx->failed; i++) {
+        lane = &ctx->lanes[i];
+
+        if (lane->busy || lane->next == NULL) {
+            continue;
+        }
+
+        if (ngx_http_upload_lane_post(lane) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_upload_lanes_busy(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < ctx->nlanes; i++) {
+        if (ctx->lanes[i].busy) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* hands a lane every region queued for it so far, as one task */
+
+static ngx_int_t
+ngx_http_upload_lane_post(ngx_http_upload_lane_t *lane)
+{
+    ngx_uint_t                 n;
+    ngx_http_upload_ctx_t     *ctx;
+    ngx_http_upload_region_t  *rg;
+
+    ctx = lane->ctx;
+
+    n = 1;
+    for (rg = lane->next; rg->next; rg = rg->next) {
+        n++;
+    }
+
+    lane->first = lane->next;
+    lane->count = n;
+    lane->next = NULL;
+
+#if (NGX_THREADS)
+    if (lane->task) {
+        if (ngx_thread_task_post(ctx->conf->thread_pool, lane->task)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        lane->busy = 1;
+        ctx->request->main->blocked++;
+
+        return NGX_OK;
+    }
+#endif
+
+    ngx_http_upload_lane_work(lane, ctx->request->connection->log);
+    (void) ngx_http_upload_lane_done(lane);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Runs in a pool thread: it reads only the regions handed over, whose
+ * memory nginx does not touch until they are released.
+ */
+
+static void
+ngx_http_upload_lane_work(void *data, ngx_log_t *log)
+{
+    ngx_http_upload_lane_t *lane = data;
+
+    ssize_t                    n;
+    ngx_uint_t                 i;
+    ngx_http_upload_region_t  *rg;
+
+    rg = lane->first;
+
+    for (i = 0; i < lane->count; i++) {
+
+        if (lane->md) {
+            if (EVP_DigestUpdate(lane->md, rg->pos, rg->size) != 1) {
+                lane->err = NGX_EINVAL;
+                return;
+            }
+
+        } else if (lane->err == 0) {
+            n = ngx_http_upload_store_write(lane->ctx->fd, rg->pos, rg->size,
+                                            lane->offset, &lane->err);
+            if (n == NGX_ERROR) {
+                return;
+            }
+
+            lane->offset += n;
+            ngx_http_upload_store_writeback(lane);
+        }
+
+        if (i + 1 < lane->count) {
+            rg = rg->next;
+        }
+    }
+}
+
+
+/* back on the event loop: returns 1 when regions went back to nginx */
+
+static ngx_uint_t
+ngx_http_upload_lane_done(ngx_http_upload_lane_t *lane)
+{
+    ngx_uint_t                 i;
+    ngx_http_upload_ctx_t     *ctx;
+    ngx_http_upload_region_t  *rg, *next;
+
+    ctx = lane->ctx;
+    rg = lane->first;
+
+    for (i = 0; i < lane->count; i++) {
+        next = rg->next;
+        rg->pending--;
+        rg = next;
+    }
+
+    lane->first = NULL;
+    lane->count = 0;
+
+    if (lane->err) {
+        if (lane->md) {
+            ngx_http_upload_body_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "InternalError",
+                                      "computing a digest failed", 0);
+
+        } else if (lane->err == NGX_ENOSPC
+#ifdef EDQUOT
+                   || lane->err == EDQUOT
+#endif
+                  )
+        {
+            ngx_http_upload_body_fail(ctx, NGX_HTTP_INSUFFICIENT_STORAGE,
+                                      "InsufficientStorage",
+                                      "the store is full", lane->err);
+
+        } else {
+            ngx_http_upload_body_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "InternalError",
+                                      "writing to the store failed",
+                                      lane->err);
+        }
+    }
+
+    return ngx_http_upload_regions_release(ctx);
+}
+
+
+/*
+ * Gives nginx back the regions every lane is done with; after a failure,
+ * once no lane is busy, all of them.  Returns 1 when any went back.
+ */
+
+static ngx_uint_t
+ngx_http_upload_regions_release(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_uint_t                 i, all, released;
+    ngx_http_upload_region_t  *rg;
+
+    all = ctx->failed && !ngx_http_upload_lanes_busy(ctx);
+    released = 0;
+
+    while (ctx->queue && (ctx->queue->pending == 0 || all)) {
+        rg = ctx->queue;
+        rg->buf->pos = rg->buf->last;
+
+        ctx->queue = rg->next;
+        if (ctx->queue == NULL) {
+            ctx->tail = NULL;
+        }
+
+        rg->next = ctx->free;
+        ctx->free = rg;
+        released = 1;
+    }
+
+    if (ctx->queue == NULL) {
+        for (i = 0; i < ctx->nlanes; i++) {
+            ctx->lanes[i].next = NULL;
+        }
+    }
+
+    return released;
+}
+
+
+#if (NGX_THREADS)
+
+static void
+ngx_http_upload_lane_event_handler(ngx_event_t *ev)
+{
+    ngx_http_upload_lane_t *lane = ev->data;
+
+    ngx_uint_t              released;
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_http_upload_ctx_t  *ctx;
+
+    ctx = lane->ctx;
+    r = ctx->request;
+    c = r->connection;
+
+    r->main->blocked--;
+    lane->busy = 0;
+
+    released = ngx_http_upload_lane_done(lane);
+
+    if (c->error) {
+        /* the request was terminated while a lane still used its memory */
+        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    if (ngx_http_upload_lanes_run(ctx) != NGX_OK) {
+        ngx_http_upload_body_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "InternalError",
+                                  "the thread pool queue is full", 0);
+    }
+
+    if (!ctx->streaming) {
+        return;
+    }
+
+    /*
+     * nginx stops reading while its buffer is full of busy regions, and
+     * waits for the last buffer to be passed on: let it look again.
+     */
+
+    if (released
+        || (ctx->failed && !ngx_http_upload_lanes_busy(ctx))
+        || (ctx->last_seen && ctx->queue == NULL
+            && !ngx_http_upload_lanes_busy(ctx)))
+    {
+        r->read_event_handler(r);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+#endif
+
+
+/*
+ * The body is over for the module when the last buffer has been seen and
+ * every lane is idle, or when the upload failed and no lane is busy; only
+ * then is the last buffer passed on, which makes nginx call
+ * ngx_http_upload_body_done().
+ */
+
+static ngx_int_t
+ngx_http_upload_body_pass_last(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_buf_t                *b;
+    ngx_chain_t               out;
+    ngx_http_request_t       *r;
+    ngx_http_request_body_t  *rb;
+
+    if (ctx->last_passed || ngx_http_upload_lanes_busy(ctx)) {
+        return NGX_OK;
+    }
+
+    if (!ctx->failed && !(ctx->last_seen && ctx->queue == NULL)) {
+        return NGX_OK;
+    }
+
+    r = ctx->request;
+    rb = r->request_body;
+
+    if (ctx->failed) {
+        /* stop reading: what is left of the body is drained on close */
+        (void) ngx_http_upload_regions_release(ctx);
+        rb->rest = 0;
+        r->lingering_close = 1;
+        r->keepalive = 0;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last_buf = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    ctx->last_passed = 1;
+
+    return ngx_http_next_request_body_filter(r, &out);
+}
+
+
+static void
+ngx_http_upload_body_done(ngx_http_request_t *r)
+{
+    ngx_http_upload_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_upload_module);
+
+    ctx->streaming = 0;
+
+    if (!ctx->last_passed) {
+        /* no body at all: neither Content-Length nor chunked */
+        ctx->last_passed = 1;
+    }
+
+    if (ctx->failed) {
+        ngx_http_upload_finalize(r, ngx_http_upload_send_error(r,
+                                     ctx->status, ctx->error_code,
+                                     ctx->error_message));
+        return;
+    }
+
+    if (ngx_http_upload_digest_final(ctx) != NGX_OK) {
+        ngx_http_upload_finalize(r, ngx_http_upload_send_error(r,
+                                     NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "InternalError",
+                                     "computing a digest failed"));
+        return;
+    }
+
+    if (ngx_http_upload_digest_verify(ctx) != NGX_OK) {
+        ngx_http_upload_finalize(r, ngx_http_upload_send_error(r,
+                                     NGX_HTTP_BAD_REQUEST, "BadDigest",
+                                     "the body does not match the digest "
+                                     "sent in Content-MD5 or "
+                                     "X-Upload-Sha256"));
+        return;
+    }
+
+    ngx_http_upload_finalize(r, ngx_http_upload_store_commit(ctx));
+}

@@ -1,0 +1,324 @@
+
+/*
+ * Copyright (C) ngx_http_upload_module developers
+ *
+ * The content handler of "upload on" locations: checks what the client
+ * sent before any byte of the body is read, then dispatches on the method.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_upload.h"
+
+
+static ngx_int_t ngx_http_upload_put(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *key);
+static ngx_int_t ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_put_ready(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_is_form(ngx_http_request_t *r);
+static ngx_int_t ngx_http_upload_redirect(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *key);
+static ngx_int_t ngx_http_upload_pending(ngx_http_request_t *r,
+    ngx_int_t rc);
+
+
+ngx_int_t
+ngx_http_upload_handler(ngx_http_request_t *r)
+{
+    ngx_str_t    app, key;
+    const char  *reason;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    switch (ngx_http_upload_parse_app(r, &app, &reason)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "InvalidApp", reason);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (ngx_http_upload_parse_key(r, &key, &reason)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "InvalidKey", reason);
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (r->method) {
+
+    case NGX_HTTP_PUT:
+        return ngx_http_upload_put(r, &app, &key);
+
+    case NGX_HTTP_POST:
+        if (ngx_http_upload_is_form(r)) {
+            return ngx_http_upload_send_error(r,
+                                       NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                       "UnsupportedMediaType",
+                                       "form uploads are not supported: "
+                                       "send the file as the raw body");
+        }
+
+        return ngx_http_upload_put(r, &app, &key);
+
+    case NGX_HTTP_GET:
+        if (ngx_http_upload_arg_present(r, "meta")) {
+            return ngx_http_upload_pending(r,
+                       ngx_http_upload_object_meta(r, &app, &key));
+        }
+
+        return ngx_http_upload_redirect(r, &app, &key);
+
+    case NGX_HTTP_HEAD:
+        return ngx_http_upload_pending(r,
+                   ngx_http_upload_object_meta(r, &app, &key));
+
+    case NGX_HTTP_DELETE:
+        return ngx_http_upload_pending(r,
+                   ngx_http_upload_object_delete(r, &app, &key));
+
+    default:
+        return ngx_http_upload_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                          "MethodNotAllowed",
+                                          "use PUT or POST to upload, GET, "
+                                          "HEAD or DELETE on an object");
+    }
+}
+
+
+/*
+ * The request waits for a callback: keep it alive past the content
+ * phase, which finalizes with NGX_DONE and so drops one reference.
+ */
+
+static ngx_int_t
+ngx_http_upload_pending(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc != NGX_HTTP_UPLOAD_PENDING) {
+        return rc;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
+{
+    ngx_int_t                    rc;
+    ngx_http_upload_ctx_t       *ctx;
+    ngx_http_upload_loc_conf_t  *ulcf;
+
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
+
+    if (ulcf->max_size
+        && r->headers_in.content_length_n > ulcf->max_size)
+    {
+        return ngx_http_upload_send_error(r,
+                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                          "EntityTooLarge",
+                                          "the declared Content-Length is "
+                                          "larger than upload_max_size");
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->conf = ulcf;
+    ctx->app = *app;
+    ctx->key = *key;
+    ctx->hashes = ulcf->hashes;
+    ctx->fd = NGX_INVALID_FILE;
+
+    rc = ngx_http_upload_put_digests(ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_upload_store_path(r, ulcf, app, key, &ctx->path) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_upload_module);
+
+    return ngx_http_upload_pending(r,
+               ngx_http_upload_object_check_redis(ctx,
+                                                  ngx_http_upload_put_ready));
+}
+
+
+static ngx_int_t
+ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    h = ngx_http_upload_find_header(r, "Content-MD5");
+
+    if (h) {
+        rc = ngx_http_upload_parse_content_md5(r->pool, &h->value,
+                                               &ctx->expect_md5);
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "InvalidDigest",
+                                              "Content-MD5 must be the "
+                                              "base64 of a 16-byte MD5");
+        }
+
+        ctx->hashes |= NGX_HTTP_UPLOAD_MD5;
+    }
+
+    h = ngx_http_upload_find_header(r, "X-Upload-Sha256");
+
+    if (h) {
+        rc = ngx_http_upload_parse_sha256(r->pool, &h->value,
+                                          &ctx->expect_sha256);
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "InvalidDigest",
+                                              "X-Upload-Sha256 must be 64 "
+                                              "hex digits");
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* Redis answered: read the body (this is when "100 Continue" goes out) */
+
+static void
+ngx_http_upload_put_ready(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    rc = ngx_http_upload_body_start(ctx);
+
+    if (rc < NGX_HTTP_SPECIAL_RESPONSE) {
+        /* the body reader holds its own reference now */
+        ngx_http_finalize_request(r, NGX_DONE);
+        return;
+    }
+
+    ctx->streaming = 0;
+
+    switch (rc) {
+
+    case NGX_HTTP_BAD_REQUEST:
+        rc = ngx_http_upload_send_error(r, rc, "IncompleteBody",
+                                        "the request body is malformed or "
+                                        "incomplete");
+        break;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        rc = ngx_http_upload_send_error(r, rc, "EntityTooLarge",
+                                        "the body is larger than "
+                                        "upload_max_size");
+        break;
+
+    case NGX_HTTP_INSUFFICIENT_STORAGE:
+        rc = ngx_http_upload_send_error(r, rc, "InsufficientStorage",
+                                        "the store is full");
+        break;
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+    case NGX_HTTP_CLIENT_CLOSED_REQUEST:
+        break;
+
+    default:
+        rc = ngx_http_upload_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        "InternalError",
+                                        "the upload could not be started");
+    }
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_http_upload_is_form(ngx_http_request_t *r)
+{
+    ngx_str_t  *type;
+
+    if (r->headers_in.content_type == NULL) {
+        return 0;
+    }
+
+    type = &r->headers_in.content_type->value;
+
+    return (type->len >= sizeof("multipart/form-data") - 1
+            && ngx_strncasecmp(type->data, (u_char *) "multipart/form-data",
+                               sizeof("multipart/form-data") - 1) == 0)
+           || (type->len >= sizeof("application/x-www-form-urlencoded") - 1
+               && ngx_strncasecmp(type->data,
+                               (u_char *) "application/x-www-form-urlencoded",
+                               sizeof("application/x-www-form-urlencoded") - 1)
+                  == 0);
+}
+
+
+/* GET on an object key sends the client to where the object is served */
+
+static ngx_int_t
+ngx_http_upload_redirect(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *key)
+{
+    ngx_str_t         url;
+    ngx_table_elt_t  *location;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_upload_object_url(r, app, key, &url) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    location = ngx_list_push(&r->headers_out.headers);
+    if (location == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    location->hash = 1;
+    ngx_str_set(&location->key, "Location");
+    location->value = url;
+
+    r->headers_out.location = location;
+
+    return NGX_HTTP_MOVED_TEMPORARILY;
+}
