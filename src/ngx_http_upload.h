@@ -210,6 +210,7 @@ ssize_t ngx_http_upload_store_write(ngx_fd_t fd, u_char *buf, size_t size,
 void ngx_http_upload_store_writeback(ngx_http_upload_lane_t *lane);
 
 /* ngx_http_upload_reply.c */
+void ngx_http_upload_refuse_body(ngx_http_request_t *r);
 ngx_int_t ngx_http_upload_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_upload_send_json(ngx_http_request_t *r,

@@ -16,7 +16,8 @@
 
 static ngx_int_t ngx_http_upload_put(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key);
-static ngx_int_t ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx,
+    const char **reason);
 static void ngx_http_upload_put_ready(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_is_form(ngx_http_request_t *r);
 static ngx_int_t ngx_http_upload_redirect(ngx_http_request_t *r,
@@ -124,6 +125,7 @@ static ngx_int_t
 ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
 {
     ngx_int_t                    rc;
+    const char                  *reason;
     ngx_http_upload_ctx_t       *ctx;
     ngx_http_upload_loc_conf_t  *ulcf;
 
@@ -151,9 +153,15 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
     ctx->hashes = ulcf->hashes;
     ctx->fd = NGX_INVALID_FILE;
 
-    rc = ngx_http_upload_put_digests(ctx);
+    rc = ngx_http_upload_put_digests(ctx, &reason);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "InvalidDigest", reason);
+    }
+
     if (rc != NGX_OK) {
-        return rc;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_http_upload_store_path(r, ulcf, app, key, &ctx->path) != NGX_OK) {
@@ -168,8 +176,10 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
 }
 
 
+/* the digests the client announces: checked once the body is in */
+
 static ngx_int_t
-ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx)
+ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx, const char **reason)
 {
     ngx_int_t            rc;
     ngx_table_elt_t     *h;
@@ -182,15 +192,9 @@ ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx)
     if (h) {
         rc = ngx_http_upload_parse_content_md5(r->pool, &h->value,
                                                &ctx->expect_md5);
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "InvalidDigest",
-                                              "Content-MD5 must be the "
-                                              "base64 of a 16-byte MD5");
+        if (rc != NGX_OK) {
+            *reason = "Content-MD5 must be the base64 of a 16-byte MD5";
+            return rc;
         }
 
         ctx->hashes |= NGX_HTTP_UPLOAD_MD5;
@@ -201,15 +205,9 @@ ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx)
     if (h) {
         rc = ngx_http_upload_parse_sha256(r->pool, &h->value,
                                           &ctx->expect_sha256);
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                              "InvalidDigest",
-                                              "X-Upload-Sha256 must be 64 "
-                                              "hex digits");
+        if (rc != NGX_OK) {
+            *reason = "X-Upload-Sha256 must be 64 hex digits";
+            return rc;
         }
     }
 
@@ -301,9 +299,7 @@ ngx_http_upload_redirect(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t         url;
     ngx_table_elt_t  *location;
 
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_http_upload_refuse_body(r);
 
     if (ngx_http_upload_object_url(r, app, key, &url) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -23,6 +23,33 @@ static ngx_int_t ngx_http_upload_add_string(cJSON *json, const char *name,
     ngx_str_t *value);
 
 
+/*
+ * An answer before the body: a client waiting for "100 Continue" gets the
+ * final status instead, as RFC 9110 allows, and the connection closes
+ * after it (draining what the client may still send); nginx's discarding
+ * would send "100 Continue" and invite the body.
+ */
+
+void
+ngx_http_upload_refuse_body(ngx_http_request_t *r)
+{
+    if (r->headers_in.expect
+        && !r->expect_tested
+        && r->http_version == NGX_HTTP_VERSION_11
+        && (r->headers_in.content_length_n > 0 || r->headers_in.chunked))
+    {
+        r->expect_tested = 1;
+        r->keepalive = 0;
+        r->lingering_close = 1;
+        return;
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+}
+
+
 void
 ngx_http_upload_finalize(ngx_http_request_t *r, ngx_int_t rc)
 {
@@ -49,9 +76,7 @@ ngx_http_upload_send_error(ngx_http_request_t *r, ngx_uint_t status,
                   status, code, message);
 
     if (r->request_body == NULL) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            r->keepalive = 0;
-        }
+        ngx_http_upload_refuse_body(r);
 
     } else if (r->request_body->rest) {
         /* the body was not read to its end */

@@ -132,6 +132,7 @@ raw\r
 GET /store/c.txt
 --- response_body chomp
 raw
+--- no_http2
 
 
 
@@ -425,7 +426,7 @@ invalid number of arguments in "return" directive
 --- request
 HEAD /t
 --- error_code_like: ^2\d\d$
---- raw_response_headers_like: Content-Length: 25\r\n
+--- raw_response_headers_like: (?i)content-length: 25\r\n
 --- response_body:
 
 

@@ -791,9 +791,9 @@ sub report_valgrind ($) {
     my @files = glob("$ValgrindLogPrefix.*.log");
     return unless @files;
 
-    my $err_kind = qr/Invalid (?:read|write|free)|uninitialised|definitely lost
-                      |indirectly lost|Mismatched free|overlap|fishy
-                      |Syscall param|Conditional jump/x;
+    my $err_kind = qr/Invalid\ (?:read|write|free)|uninitialised
+                      |definitely\ lost|indirectly\ lost|Mismatched\ free
+                      |overlap|fishy|Syscall\ param|Conditional\ jump/x;
     my $fail_re = _valgrind_fail_re();
     my @bad;
     my $out = '';
@@ -952,6 +952,26 @@ sub _start_nginx_process ($$$) {
         }
         $ChildPid = $pid;
         sleep $TestNginxSleep;
+
+        # Wait until *this* nginx has written its pid file (it does so
+        # after binding its sockets), so that a stale server left on the
+        # port can not answer in its place.  (Upstream just retries
+        # connecting.)
+        my $deadline = time() + 60;
+        while (time() < $deadline) {
+            if (waitpid($pid, WNOHANG) == $pid) {
+                undef $ChildPid;
+                my $tail = `tail -n 20 $ErrLogFile 2>/dev/null`;
+                bail_out("$name - nginx under valgrind exited early "
+                         . "(status $?):\n$tail");
+            }
+            if (-s $PidFile) {
+                open my $in, '<', $PidFile;
+                my $p = $in ? <$in> : '';
+                last if defined $p && $p =~ /^\s*\Q$pid\E\s*$/;
+            }
+            sleep 0.05;
+        }
         return (0, undef);
     }
 

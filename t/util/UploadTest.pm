@@ -1,0 +1,99 @@
+# Shared set-up of the module's suites: the http{} configuration every
+# block gets unless it has its own, and the expected JSON of an object.
+#
+# It lives outside t/lib on purpose: t/lib holds the bundled Test::Nginx
+# subset, which a user with the real Test::Nginx leaves off @INC.
+
+package UploadTest;
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(sha256_hex);
+use Digest::MD5 qw(md5_hex);
+use Exporter 'import';
+
+our @EXPORT = qw(json_object json_error upload_setup clear_persist
+                 $HttpConfig $Files $PersistHttpConfig $PersistFiles);
+
+$ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
+
+our $HttpConfig = <<"_EOC_";
+    upload_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
+    upload_store \$TEST_NGINX_HTML_DIR/store;
+_EOC_
+
+# serves the store, as an operator's download location does
+our $Files = <<'_EOC_';
+    location /files/ {
+        alias $TEST_NGINX_HTML_DIR/store/;
+    }
+
+    location /tmpfiles/ {
+        alias $TEST_NGINX_HTML_DIR/store/.upload-tmp/;
+        autoindex on;
+        autoindex_format json;
+    }
+_EOC_
+
+# A store that outlives a block (Test::Nginx empties the server root
+# between blocks): for checks that what a block did left nothing behind.
+
+our $PersistHttpConfig = <<"_EOC_";
+    upload_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
+    upload_store \$TEST_NGINX_SERVER_ROOT-persist/store;
+_EOC_
+
+our $PersistFiles = <<'_EOC_';
+    location /files/ {
+        alias $TEST_NGINX_SERVER_ROOT-persist/store/;
+    }
+
+    location /tmpfiles/ {
+        alias $TEST_NGINX_SERVER_ROOT-persist/store/.upload-tmp/;
+        autoindex on;
+        autoindex_format json;
+    }
+_EOC_
+
+sub clear_persist {
+    require File::Path;
+    File::Path::remove_tree("$ENV{TEST_NGINX_SERVER_ROOT}-persist");
+    mkdir "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
+}
+
+sub json_object {
+    my ($key, $app, $body, $md5, $url_key) = @_;
+    my $sha = sha256_hex($body);
+    my $etag = $md5 ? md5_hex($body) : $sha;
+    my $m = $md5 ? ',"md5":"' . md5_hex($body) . '"' : '';
+
+    $url_key //= $key;
+
+    return '{"key":"' . $key . '","app":"' . $app . '","size":'
+           . length($body) . ',"etag":"' . $etag . '","sha256":"' . $sha
+           . '"' . $m . ',"url":"/files/' . $app . '/' . $url_key . "\"}\n";
+}
+
+sub json_error {
+    my ($code, $message) = @_;
+
+    return '{"error":{"code":"' . $code . '","message":"' . $message
+           . "\"}}\n";
+}
+
+# every block: the shared http{} part, and no error in the log unless the
+# block says what to expect there
+sub upload_setup {
+    my $block = shift;
+
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", $HttpConfig);
+    }
+
+    if (!defined $block->no_error_log && !defined $block->error_log) {
+        $block->set_value("no_error_log", "[alert]\n[crit]\n[emerg]\n");
+    }
+}
+
+1;
