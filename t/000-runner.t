@@ -133,6 +133,7 @@ GET /store/c.txt
 --- response_body chomp
 raw
 --- no_http2
+--- skip_eval: 2: $ENV{TEST_NGINX_USE_VALGRIND}
 
 
 

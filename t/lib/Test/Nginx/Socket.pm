@@ -1,7 +1,7 @@
 package Test::Nginx::Socket;
 
 # Small, self-written, upstream-compatible subset of openresty/test-nginx's
-# Test::Nginx::Socket (see t/lib/Test/Nginx/README for the differences).
+# Test::Nginx::Socket (see t/lib/Test/Nginx/README.md for the differences).
 #
 #   use Test::Nginx::Socket 'no_plan';
 #   ...
@@ -43,6 +43,7 @@ our @EXPORT = qw( env_to_nginx is_str plan run_tests
 our $UseHttp2 = $Test::Nginx::Util::UseHttp2;
 our $TotalConnectingTimeouts = 0;
 our @ResponseBodyChecks;
+our %WarnedLiteral;
 
 sub run_test_helper ($$$);
 sub value_contains ($$);
@@ -239,6 +240,17 @@ sub get_req_from_block ($) {
     }
 
     my $more_headers = $block->more_headers || '';
+
+    for my $v ($request, $more_headers) {
+        next unless defined $v;
+        for my $t (ref $v eq 'ARRAY' ? @$v : ($v)) {
+            next if ref $t || !defined $t;
+            if ($t =~ /\$(TEST_NGINX_[A-Z0-9_]+)/ && !$WarnedLiteral{$name}++) {
+                warn "WARNING: $name - \$$1 in --- request/more_headers is "
+                   . "sent literally (Test::Nginx does not expand it there)\n";
+            }
+        }
+    }
 
     if (my $pipe = $block->pipelined_requests) {
         bail_out("$name - invalid entries in --- pipelined_requests")

@@ -1038,11 +1038,21 @@ sub _check_missing_directive () {
     return 0;
 }
 
+# never signal a recycled pid from a stale pid file
+sub _looks_like_nginx ($) {
+    my $pid = shift;
+    open my $in, '<', "/proc/$pid/cmdline" or return 1;
+    my $cmd = do { local $/; <$in> };
+    close $in;
+    return 1 unless defined $cmd;
+    return $cmd =~ /nginx|valgrind|memcheck/ ? 1 : 0;
+}
+
 sub _stop_running_nginx ($) {
     my $name = shift;
     return unless -f $PidFile;
     my $pid = get_pid_from_pidfile($name);
-    if ($pid ne '' && is_running($pid)) {
+    if ($pid ne '' && is_running($pid) && _looks_like_nginx($pid)) {
         kill_process($pid, 1, $name);
     } else {
         unlink $PidFile;
@@ -1268,7 +1278,7 @@ END {
         local $?;
         if (defined $PidFile && -f $PidFile) {
             my $pid = get_pid_from_pidfile('END');
-            if ($pid ne '' && is_running($pid)) {
+            if ($pid ne '' && is_running($pid) && _looks_like_nginx($pid)) {
                 kill_process($pid, 1, 'END');
             } else {
                 unlink $PidFile;
