@@ -65,6 +65,7 @@ typedef struct {
     ngx_str_t                     key;
     off_t                         size;
     ngx_str_t                     md5;
+    ngx_str_t                     sha1;
     ngx_str_t                     sha256;
     time_t                        time;
 } ngx_http_upload_object_t;
@@ -189,7 +190,8 @@ ngx_int_t ngx_http_upload_parse_content_md5(ngx_pool_t *pool,
 ngx_int_t ngx_http_upload_parse_sha256(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *sha256);
 ngx_int_t ngx_http_upload_digest_verify(ngx_http_upload_ctx_t *ctx);
-void ngx_http_upload_hex(u_char *dst, u_char *src, size_t len);
+ngx_int_t ngx_http_upload_digest_hex(ngx_pool_t *pool,
+    ngx_http_upload_ctx_t *ctx, ngx_http_upload_object_t *obj);
 
 /* ngx_http_upload_body.c */
 ngx_int_t ngx_http_upload_body_init(ngx_conf_t *cf);

@@ -237,8 +237,39 @@ ngx_http_upload_digest_verify(ngx_http_upload_ctx_t *ctx)
 }
 
 
-void
-ngx_http_upload_hex(u_char *dst, u_char *src, size_t len)
+/* the digests of an upload in hex, as answered and recorded */
+
+ngx_int_t
+ngx_http_upload_digest_hex(ngx_pool_t *pool, ngx_http_upload_ctx_t *ctx,
+    ngx_http_upload_object_t *obj)
 {
-    (void) ngx_hex_dump(dst, src, len);
+    u_char  *p;
+
+    ngx_str_null(&obj->md5);
+    ngx_str_null(&obj->sha1);
+
+    p = ngx_pnalloc(pool, 2 * (NGX_HTTP_UPLOAD_MD5_LEN
+                               + NGX_HTTP_UPLOAD_SHA1_LEN
+                               + NGX_HTTP_UPLOAD_SHA256_LEN));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->hashes & NGX_HTTP_UPLOAD_MD5) {
+        obj->md5.data = p;
+        obj->md5.len = 2 * NGX_HTTP_UPLOAD_MD5_LEN;
+        p = ngx_hex_dump(p, ctx->md5, NGX_HTTP_UPLOAD_MD5_LEN);
+    }
+
+    if (ctx->hashes & NGX_HTTP_UPLOAD_SHA1) {
+        obj->sha1.data = p;
+        obj->sha1.len = 2 * NGX_HTTP_UPLOAD_SHA1_LEN;
+        p = ngx_hex_dump(p, ctx->sha1, NGX_HTTP_UPLOAD_SHA1_LEN);
+    }
+
+    obj->sha256.data = p;
+    obj->sha256.len = 2 * NGX_HTTP_UPLOAD_SHA256_LEN;
+    (void) ngx_hex_dump(p, ctx->sha256, NGX_HTTP_UPLOAD_SHA256_LEN);
+
+    return NGX_OK;
 }

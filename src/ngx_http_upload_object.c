@@ -44,7 +44,7 @@ static void ngx_http_upload_object_remove_dirs(ngx_http_request_t *r,
 static const char  ngx_http_upload_save_script[] =
     "redis.call('DEL', KEYS[1]) "
     "redis.call('HSET', KEYS[1], 'size', ARGV[1], 'md5', ARGV[2], "
-               "'sha256', ARGV[3], 'time', ARGV[4]) "
+               "'sha1', ARGV[3], 'sha256', ARGV[4], 'time', ARGV[5]) "
     "return 1";
 
 
@@ -139,23 +139,23 @@ ngx_int_t
 ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     void (*saved)(ngx_http_upload_ctx_t *ctx))
 {
-    u_char              *p;
-    size_t               argvlen[8];
-    ngx_str_t            rkey;
-    const char          *argv[8];
-    ngx_http_request_t  *r;
+    u_char                    *p;
+    size_t                     argvlen[9];
+    ngx_str_t                  rkey;
+    const char                *argv[9];
+    ngx_http_request_t        *r;
+    ngx_http_upload_object_t   obj;
 
     r = ctx->request;
 
     if (ngx_http_upload_object_redis_key(r->pool, &ctx->app, &ctx->key, &rkey)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_http_upload_digest_hex(r->pool, ctx, &obj) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN + NGX_TIME_T_LEN
-                             + 2 * NGX_HTTP_UPLOAD_MD5_LEN
-                             + 2 * NGX_HTTP_UPLOAD_SHA256_LEN);
+    p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN + NGX_TIME_T_LEN);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -173,24 +173,22 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     p = ngx_sprintf(p, "%O", ctx->size);
     argvlen[4] = p - (u_char *) argv[4];
 
-    argv[5] = (char *) p;
-    if (ctx->hashes & NGX_HTTP_UPLOAD_MD5) {
-        p = ngx_hex_dump(p, ctx->md5, NGX_HTTP_UPLOAD_MD5_LEN);
-    }
-    argvlen[5] = p - (u_char *) argv[5];
+    /* not computed: an empty field */
+    argv[5] = obj.md5.len ? (char *) obj.md5.data : "";
+    argvlen[5] = obj.md5.len;
+    argv[6] = obj.sha1.len ? (char *) obj.sha1.data : "";
+    argvlen[6] = obj.sha1.len;
+    argv[7] = (char *) obj.sha256.data;
+    argvlen[7] = obj.sha256.len;
 
-    argv[6] = (char *) p;
-    p = ngx_hex_dump(p, ctx->sha256, NGX_HTTP_UPLOAD_SHA256_LEN);
-    argvlen[6] = p - (u_char *) argv[6];
-
-    argv[7] = (char *) p;
+    argv[8] = (char *) p;
     p = ngx_sprintf(p, "%T", ngx_time());
-    argvlen[7] = p - (u_char *) argv[7];
+    argvlen[8] = p - (u_char *) argv[8];
 
     ctx->redis_done = saved;
 
     return ngx_http_upload_object_command(r, ngx_http_upload_object_saved,
-                                          ctx, 8, argv, argvlen);
+                                          ctx, 9, argv, argvlen);
 }
 
 
@@ -303,6 +301,9 @@ ngx_http_upload_object_meta_reply(ngx_http_request_t *r, void *data,
 
         } else if (f->len == 3 && ngx_strncmp(f->str, "md5", 3) == 0) {
             field = &obj.md5;
+
+        } else if (f->len == 4 && ngx_strncmp(f->str, "sha1", 4) == 0) {
+            field = &obj.sha1;
 
         } else if (f->len == 6 && ngx_strncmp(f->str, "sha256", 6) == 0) {
             field = &obj.sha256;

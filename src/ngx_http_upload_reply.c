@@ -158,30 +158,16 @@ ngx_http_upload_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t
 ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx)
 {
-    u_char                    *p;
-    ngx_http_upload_object_t   obj;
+    ngx_http_upload_object_t  obj;
 
     obj.app = ctx->app;
     obj.key = ctx->key;
     obj.size = ctx->size;
     obj.time = 0;
-    ngx_str_null(&obj.md5);
 
-    p = ngx_pnalloc(ctx->request->pool, 2 * (NGX_HTTP_UPLOAD_MD5_LEN
-                                             + NGX_HTTP_UPLOAD_SHA256_LEN));
-    if (p == NULL) {
+    if (ngx_http_upload_digest_hex(ctx->request->pool, ctx, &obj) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    if (ctx->hashes & NGX_HTTP_UPLOAD_MD5) {
-        obj.md5.data = p;
-        obj.md5.len = 2 * NGX_HTTP_UPLOAD_MD5_LEN;
-        p = ngx_hex_dump(p, ctx->md5, NGX_HTTP_UPLOAD_MD5_LEN);
-    }
-
-    obj.sha256.data = p;
-    obj.sha256.len = 2 * NGX_HTTP_UPLOAD_SHA256_LEN;
-    (void) ngx_hex_dump(p, ctx->sha256, NGX_HTTP_UPLOAD_SHA256_LEN);
 
     return ngx_http_upload_reply_object(ctx->request, NGX_HTTP_CREATED, &obj);
 }
@@ -229,6 +215,9 @@ ngx_http_upload_reply_object(ngx_http_request_t *r, ngx_uint_t status,
                != NGX_OK
             || (obj->md5.len
                 && ngx_http_upload_add_header(r, "X-Upload-Md5", &obj->md5)
+                   != NGX_OK)
+            || (obj->sha1.len
+                && ngx_http_upload_add_header(r, "X-Upload-Sha1", &obj->sha1)
                    != NGX_OK))
         {
             return NGX_ERROR;
@@ -302,6 +291,9 @@ ngx_http_upload_object_to_json(ngx_http_request_t *r,
         || ngx_http_upload_add_string(json, "sha256", &obj->sha256) != NGX_OK
         || (obj->md5.len
             && ngx_http_upload_add_string(json, "md5", &obj->md5) != NGX_OK)
+        || (obj->sha1.len
+            && ngx_http_upload_add_string(json, "sha1", &obj->sha1)
+               != NGX_OK)
         || ngx_http_upload_add_string(json, "url", &url) != NGX_OK
         || (obj->time
             && cJSON_AddNumberToObject(json, "time", (double) obj->time)

@@ -279,7 +279,7 @@ ngx_http_upload_store_step(ngx_http_upload_ctx_t *ctx,
         if (task == NULL) {
             task = ngx_thread_task_alloc(r->pool, 0);
             if (task == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                return NGX_ERROR;
             }
 
             task->ctx = ctx;
@@ -292,7 +292,10 @@ ngx_http_upload_store_step(ngx_http_upload_ctx_t *ctx,
         }
 
         if (ngx_thread_task_post(ctx->conf->thread_pool, task) != NGX_OK) {
-            return NGX_HTTP_SERVICE_UNAVAILABLE;
+            return ngx_http_upload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                              "SlowDown",
+                                              "the server is too busy, "
+                                              "try again later");
         }
 
         r->main->blocked++;

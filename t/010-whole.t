@@ -82,7 +82,7 @@ X-Upload-App: my-app.v2
 
 
 
-=== TEST 5: upload_hash md5 adds the MD5, which becomes the etag
+=== TEST 5: upload_hash md5 sha1 adds both; the MD5 becomes the etag
 --- config eval
 "location /upload/ { upload on; upload_hash md5 sha1; }\n$::Files"
 --- request
@@ -92,7 +92,7 @@ md5 please
 --- response_headers eval
 "ETag: \"" . Digest::MD5::md5_hex("md5 please") . "\""
 --- response_body eval
-UploadTest::json_object("m.txt", "default", "md5 please", 1)
+UploadTest::json_object("m.txt", "default", "md5 please", { md5 => 1, sha1 => 1 })
 
 
 

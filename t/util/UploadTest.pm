@@ -9,7 +9,7 @@ package UploadTest;
 use strict;
 use warnings;
 
-use Digest::SHA qw(sha256_hex);
+use Digest::SHA qw(sha256_hex sha1_hex);
 use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 
@@ -62,17 +62,21 @@ sub clear_persist {
     mkdir "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
 }
 
+# $digests: true for the MD5, or { md5 => 1, sha1 => 1 }
 sub json_object {
-    my ($key, $app, $body, $md5, $url_key) = @_;
+    my ($key, $app, $body, $digests, $url_key) = @_;
+    my %d = ref $digests ? %$digests : (md5 => $digests);
     my $sha = sha256_hex($body);
-    my $etag = $md5 ? md5_hex($body) : $sha;
-    my $m = $md5 ? ',"md5":"' . md5_hex($body) . '"' : '';
+    my $etag = $d{md5} ? md5_hex($body) : $sha;
+    my $extra = ($d{md5} ? ',"md5":"' . md5_hex($body) . '"' : '')
+                . ($d{sha1} ? ',"sha1":"' . sha1_hex($body) . '"' : '');
 
     $url_key //= $key;
 
     return '{"key":"' . $key . '","app":"' . $app . '","size":'
            . length($body) . ',"etag":"' . $etag . '","sha256":"' . $sha
-           . '"' . $m . ',"url":"/files/' . $app . '/' . $url_key . "\"}\n";
+           . '"' . $extra . ',"url":"/files/' . $app . '/' . $url_key
+           . "\"}\n";
 }
 
 sub json_error {

@@ -435,7 +435,7 @@ sub send_request ($$$$) {
             my $eof = 0;
             while (1) {
                 my $buf;
-                my $n = sysread($sock, $buf, 4096);
+                my $n = sysread($sock, $buf, 65536);
                 if (!defined $n) {
                     last if $! == EAGAIN || $! == EINTR;
                     warn "WARNING: $name - HTTP response read failure: $!";
