@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_upload_lanes_run(ngx_http_upload_ctx_t *ctx);
 static ngx_uint_t ngx_http_upload_lanes_busy(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_lane_post(ngx_http_upload_lane_t *lane);
 static void ngx_http_upload_lane_work(void *data, ngx_log_t *log);
+static ngx_int_t ngx_http_upload_lane_write(ngx_http_upload_lane_t *lane,
+    u_char *buf, size_t size);
 static ngx_uint_t ngx_http_upload_lane_done(ngx_http_upload_lane_t *lane);
 static ngx_uint_t ngx_http_upload_regions_release(ngx_http_upload_ctx_t *ctx);
 #if (NGX_THREADS)
@@ -317,11 +319,14 @@ ngx_http_upload_lane_work(void *data, ngx_log_t *log)
 {
     ngx_http_upload_lane_t *lane = data;
 
-    ssize_t                    n;
+    u_char                    *start;
+    size_t                     len;
     ngx_uint_t                 i;
     ngx_http_upload_region_t  *rg;
 
     rg = lane->first;
+    start = rg->pos;
+    len = 0;
 
     for (i = 0; i < lane->count; i++) {
 
@@ -331,21 +336,53 @@ ngx_http_upload_lane_work(void *data, ngx_log_t *log)
                 return;
             }
 
-        } else if (lane->err == 0) {
-            n = ngx_http_upload_store_write(lane->ctx->fd, rg->pos, rg->size,
-                                            lane->offset, &lane->err);
-            if (n == NGX_ERROR) {
-                return;
+        } else {
+            /* regions read one after another into nginx's buffer are
+             * contiguous: one write for all of them */
+
+            if (start + len != rg->pos) {
+                if (ngx_http_upload_lane_write(lane, start, len) != NGX_OK) {
+                    return;
+                }
+
+                start = rg->pos;
+                len = 0;
             }
 
-            lane->offset += n;
-            ngx_http_upload_store_writeback(lane);
+            len += rg->size;
         }
 
         if (i + 1 < lane->count) {
             rg = rg->next;
         }
     }
+
+    if (lane->md == NULL) {
+        (void) ngx_http_upload_lane_write(lane, start, len);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_upload_lane_write(ngx_http_upload_lane_t *lane, u_char *buf,
+    size_t size)
+{
+    ssize_t  n;
+
+    if (size == 0 || lane->err) {
+        return lane->err ? NGX_ERROR : NGX_OK;
+    }
+
+    n = ngx_http_upload_store_write(lane->ctx->fd, buf, size, lane->offset,
+                                    &lane->err);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    lane->offset += n;
+    ngx_http_upload_store_writeback(lane);
+
+    return NGX_OK;
 }
 
 

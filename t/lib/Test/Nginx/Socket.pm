@@ -422,6 +422,7 @@ sub send_request ($$$$) {
     my $sel = IO::Select->new($sock);
 
     while (1) {
+        $! = 0;
         my ($r, $w) = IO::Select->select($sel, $writing ? $sel : undef,
                                          undef, $timeout);
         if (!$r && !$w) {

@@ -928,17 +928,18 @@ sub _start_nginx_process ($$$) {
         $cmd = "$NginxBinary -e $ServRoot/logs/error.log -p $ServRoot/ "
              . "-c $ConfFile > /dev/null";
     }
+    $cmd .= ' 2> /dev/null' if defined $block->suppress_stderr;
+
+    my $use_valgrind = $UseValgrind && !defined $must_die;
+    $cmd = _valgrind_cmd($cmd) if $use_valgrind;
+
     if (defined $ENV{TEST_NGINX_LD_PRELOAD}) {
         my $p = $ENV{TEST_NGINX_LD_PRELOAD};
         $p .= " $ENV{LD_PRELOAD}" if defined $ENV{LD_PRELOAD};
         $cmd = qq{LD_PRELOAD="$p" $cmd};
     }
-    $cmd .= ' 2> /dev/null' if defined $block->suppress_stderr;
-
-    my $use_valgrind = $UseValgrind && !defined $must_die;
 
     if ($use_valgrind) {
-        $cmd = _valgrind_cmd($cmd);
         warn "$name\n";
         my $pid = fork();
         bail_out("$name - fork() failed: $!") unless defined $pid;
@@ -960,10 +961,11 @@ sub _start_nginx_process ($$$) {
         my $deadline = time() + 60;
         while (time() < $deadline) {
             if (waitpid($pid, WNOHANG) == $pid) {
+                my $status = $?;
                 undef $ChildPid;
                 my $tail = `tail -n 20 $ErrLogFile 2>/dev/null`;
                 bail_out("$name - nginx under valgrind exited early "
-                         . "(status $?):\n$tail");
+                         . "(status $status):\n$tail");
             }
             if (-s $PidFile) {
                 open my $in, '<', $PidFile;
