@@ -242,8 +242,10 @@ bench_workers() {
     local p
 
     for p in /proc/[0-9]*; do
-        [ "$(proc_parent "${p#/proc/}" 2>/dev/null)" = "$NGX_MASTER" ] \
-            && echo "${p#/proc/}"
+        if [ "$(proc_parent "${p#/proc/}" 2>/dev/null)" = "$NGX_MASTER" ]
+        then
+            echo "${p#/proc/}"
+        fi
     done
 }
 

@@ -403,43 +403,54 @@ ngx_http_upload_store_rename(ngx_http_upload_ctx_t *ctx)
 }
 
 
+/*
+ * The steps below may finish the request (and free ctx with its pool)
+ * inside the call that answers: the request is taken out of ctx first.
+ */
+
 static void
 ngx_http_upload_store_synced(ngx_http_upload_ctx_t *ctx)
 {
-    ngx_int_t  rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     if (ctx->step_err) {
-        ngx_http_upload_finalize(ctx->request,
-                                 ngx_http_upload_store_fail(ctx));
+        ngx_http_upload_finalize(r, ngx_http_upload_store_fail(ctx));
         return;
     }
 
-    rc = ngx_http_upload_object_save(ctx, ngx_http_upload_store_publish);
-
-    ngx_http_upload_finalize(ctx->request, rc);
+    ngx_http_upload_finalize(r, ngx_http_upload_object_save(ctx,
+                                    ngx_http_upload_store_publish));
 }
 
 
 static void
 ngx_http_upload_store_publish(ngx_http_upload_ctx_t *ctx)
 {
-    ngx_http_upload_finalize(ctx->request,
-                             ngx_http_upload_store_step(ctx,
-                                 ngx_http_upload_store_rename,
-                                 ngx_http_upload_store_published));
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_http_upload_finalize(r, ngx_http_upload_store_step(ctx,
+                                    ngx_http_upload_store_rename,
+                                    ngx_http_upload_store_published));
 }
 
 
 static void
 ngx_http_upload_store_published(ngx_http_upload_ctx_t *ctx)
 {
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
     if (ctx->step_err) {
-        ngx_http_upload_finalize(ctx->request,
-                                 ngx_http_upload_store_fail(ctx));
+        ngx_http_upload_finalize(r, ngx_http_upload_store_fail(ctx));
         return;
     }
 
-    ngx_http_upload_finalize(ctx->request, ngx_http_upload_reply_stored(ctx));
+    ngx_http_upload_finalize(r, ngx_http_upload_reply_stored(ctx));
 }
 
 
