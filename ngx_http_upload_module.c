@@ -230,7 +230,10 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->client_max_body_size = 0;
+
+    if (clcf->handler == ngx_http_upload_handler) {
+        clcf->client_max_body_size = 0;
+    }
 
     return NGX_CONF_OK;
 }
@@ -363,6 +366,16 @@ ngx_http_upload_url_prefix(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\", expected a path "
                            "starting with \"/\" or an http(s) URL",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the app name follows the prefix directly */
+
+    if (value[1].data[value[1].len - 1] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\", "
+                           "the prefix must end with \"/\"",
                            &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }

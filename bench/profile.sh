@@ -70,11 +70,14 @@ machine_busy() {
     awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
 }
 
+# CHILD_TICKS: the CPU of the shell's children so far (curl's among them);
+# "times" must run in this shell, not in a $(...) subshell
 children_ticks() {
-    # the shell's "times": the second line is its children's user and system
-    times | awk -v tck="$TCK" 'NR == 2 {
+    times > "$BENCH_DIR/times"
+    CHILD_TICKS=$(awk -v tck="$TCK" 'NR == 2 {
         split($1, u, /[ms]/); split($2, s, /[ms]/)
-        printf "%d", ((u[1] * 60 + u[2]) + (s[1] * 60 + s[2])) * tck }'
+        printf "%d", ((u[1] * 60 + u[2]) + (s[1] * 60 + s[2])) * tck }' \
+        "$BENCH_DIR/times")
 }
 
 profile_cpu() {
@@ -84,9 +87,11 @@ profile_cpu() {
     sync
     read -r m0 p0 <<< "$(worker_ticks "$w")"
     b0=$(machine_busy)
-    k0=$(children_ticks)
+    children_ticks
+    k0=$CHILD_TICKS
     bench_upload "$c"
-    k1=$(children_ticks)
+    children_ticks
+    k1=$CHILD_TICKS
     b1=$(machine_busy)
     read -r m1 p1 <<< "$(worker_ticks "$w")"
     rm -f "$(bench_object "$c")"
@@ -103,7 +108,7 @@ profile_cpu() {
             printf "  %.1f MiB/s, %.2f s\n", sp / 1048576, t
             row("nginx event loop (main thread)", m)
             row("nginx thread pool (all threads)", p)
-            row("curl (and the shell around it)", k)
+            row("curl", k)
             row("rest of the machine", b - m - p - k)
             row("whole machine", b)
         }'

@@ -24,6 +24,7 @@ static ngx_int_t ngx_http_upload_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_upload_region_add(ngx_http_upload_ctx_t *ctx,
     ngx_buf_t *b);
 static ngx_int_t ngx_http_upload_lanes_run(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_lanes_kick(ngx_http_upload_ctx_t *ctx);
 static ngx_uint_t ngx_http_upload_lanes_busy(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_lane_post(ngx_http_upload_lane_t *lane);
 static void ngx_http_upload_lane_work(void *data, ngx_log_t *log);
@@ -157,9 +158,7 @@ ngx_http_upload_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ctx->size += size;
     }
 
-    if (!ctx->failed && ngx_http_upload_lanes_run(ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_http_upload_lanes_kick(ctx);
 
     return ngx_http_upload_body_pass_last(ctx);
 }
@@ -252,6 +251,23 @@ ngx_http_upload_lanes_run(ngx_http_upload_ctx_t *ctx)
 }
 
 
+/* a full thread pool queue fails the upload, never the request */
+
+static void
+ngx_http_upload_lanes_kick(ngx_http_upload_ctx_t *ctx)
+{
+    if (ctx->failed || ngx_http_upload_lanes_run(ctx) == NGX_OK) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "upload: the thread pool queue is full");
+
+    ngx_http_upload_body_fail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE, "SlowDown",
+                              "the server is too busy, try again later", 0);
+}
+
+
 static ngx_uint_t
 ngx_http_upload_lanes_busy(ngx_http_upload_ctx_t *ctx)
 {
@@ -285,22 +301,27 @@ ngx_http_upload_lane_post(ngx_http_upload_lane_t *lane)
 
     lane->first = lane->next;
     lane->count = n;
-    lane->next = NULL;
 
 #if (NGX_THREADS)
     if (lane->task) {
         if (ngx_thread_task_post(ctx->conf->thread_pool, lane->task)
             != NGX_OK)
         {
+            /* the regions stay queued for this lane */
+            lane->first = NULL;
+            lane->count = 0;
             return NGX_ERROR;
         }
 
+        lane->next = NULL;
         lane->busy = 1;
         ctx->request->main->blocked++;
 
         return NGX_OK;
     }
 #endif
+
+    lane->next = NULL;
 
     ngx_http_upload_lane_work(lane, ctx->request->connection->log);
     (void) ngx_http_upload_lane_done(lane);
@@ -501,11 +522,7 @@ ngx_http_upload_lane_event_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_upload_lanes_run(ctx) != NGX_OK) {
-        ngx_http_upload_body_fail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                  "InternalError",
-                                  "the thread pool queue is full", 0);
-    }
+    ngx_http_upload_lanes_kick(ctx);
 
     if (!ctx->streaming) {
         return;

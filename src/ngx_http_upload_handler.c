@@ -62,6 +62,18 @@ ngx_http_upload_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_POST))) {
+
+        /*
+         * A body on any other method is read and dropped: left unread it
+         * would be taken for the next request on the connection.
+         */
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
     switch (r->method) {
 
     case NGX_HTTP_PUT:
@@ -298,8 +310,6 @@ ngx_http_upload_redirect(ngx_http_request_t *r, ngx_str_t *app,
 {
     ngx_str_t         url;
     ngx_table_elt_t  *location;
-
-    ngx_http_upload_refuse_body(r);
 
     if (ngx_http_upload_object_url(r, app, key, &url) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

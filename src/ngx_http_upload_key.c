@@ -63,14 +63,22 @@ ngx_http_upload_parse_key(ngx_http_request_t *r, ngx_str_t *key,
     key->data += clcf->name.len;
     key->len = len - clcf->name.len;
 
-    /* "location /upload" (no trailing slash) leaves the separator */
+    /*
+     * "location /upload" (no trailing slash) leaves the separator, and
+     * also matches "/uploads/x", which names no key of this location
+     */
 
-    if (key->len && key->data[0] == '/'
-        && (clcf->name.len == 0
-            || clcf->name.data[clcf->name.len - 1] != '/'))
-    {
-        key->data++;
-        key->len--;
+    if (clcf->name.len && clcf->name.data[clcf->name.len - 1] != '/') {
+
+        if (key->len && key->data[0] != '/') {
+            *reason = "the key must follow the location and a \"/\"";
+            return NGX_DECLINED;
+        }
+
+        if (key->len) {
+            key->data++;
+            key->len--;
+        }
     }
 
     return ngx_http_upload_validate_key(key, reason);

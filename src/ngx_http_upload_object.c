@@ -403,6 +403,8 @@ ngx_http_upload_object_deleted(ngx_http_request_t *r, void *data,
         return;
     }
 
+    /* a "key" that is a directory of other keys is no object either */
+
     if (rc == NGX_DECLINED && reply->integer == 0) {
         ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
                                          NGX_HTTP_NOT_FOUND, "NoSuchKey",

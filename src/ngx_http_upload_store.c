@@ -237,8 +237,14 @@ ngx_http_upload_store_commit(ngx_http_upload_ctx_t *ctx)
 ngx_int_t
 ngx_http_upload_store_remove(ngx_http_request_t *r, ngx_str_t *path)
 {
+    ngx_err_t  err;
+
     if (ngx_delete_file(path->data) == NGX_FILE_ERROR) {
-        if (ngx_errno == NGX_ENOENT) {
+        err = ngx_errno;
+
+        if (err == NGX_ENOENT || err == NGX_ENOTDIR || err == NGX_EISDIR
+            || err == NGX_EPERM)
+        {
             return NGX_DECLINED;
         }
 
@@ -351,6 +357,8 @@ ngx_http_upload_store_step_event(ngx_event_t *ev)
 static void
 ngx_http_upload_store_sync(ngx_http_upload_ctx_t *ctx)
 {
+    ngx_file_info_t  fi;
+
     if (ctx->conf->fsync && fsync(ctx->fd) == -1) {
         ctx->step_err = ngx_errno;
         ctx->step_op = "fsync()";
@@ -362,6 +370,16 @@ ngx_http_upload_store_sync(ngx_http_upload_ctx_t *ctx)
     {
         ctx->step_err = ngx_errno;
         ctx->step_op = "mkdir()";
+        return;
+    }
+
+    /* found now, a conflict costs no record that rename() would belie */
+
+    if (ngx_file_info(ctx->path.data, &fi) != NGX_FILE_ERROR
+        && ngx_is_dir(&fi))
+    {
+        ctx->step_err = NGX_EISDIR;
+        ctx->step_op = "rename()";
     }
 }
 
@@ -498,7 +516,9 @@ ngx_http_upload_store_fail(ngx_http_upload_ctx_t *ctx)
 static ngx_int_t
 ngx_http_upload_store_mkdirs(u_char *path, size_t from)
 {
-    u_char  *p;
+    u_char           *p;
+    ngx_err_t         err;
+    ngx_file_info_t   fi;
 
     for (p = path + from + 1; *p; p++) {
 
@@ -508,11 +528,23 @@ ngx_http_upload_store_mkdirs(u_char *path, size_t from)
 
         *p = '\0';
 
-        if (ngx_create_dir(path, 0755) == NGX_FILE_ERROR
-            && ngx_errno != NGX_EEXIST)
-        {
-            *p = '/';
-            return NGX_ERROR;
+        if (ngx_create_dir(path, 0755) == NGX_FILE_ERROR) {
+            err = ngx_errno;
+
+            /* an existing object where a directory is needed: a conflict */
+
+            if (err == NGX_EEXIST
+                && ngx_file_info(path, &fi) != NGX_FILE_ERROR
+                && !ngx_is_dir(&fi))
+            {
+                err = NGX_ENOTDIR;
+            }
+
+            if (err != NGX_EEXIST) {
+                *p = '/';
+                ngx_set_errno(err);
+                return NGX_ERROR;
+            }
         }
 
         *p = '/';

@@ -104,3 +104,42 @@ UploadTest::json_error("EntityTooLarge", "the body is larger than upload_max_siz
 "PUT /upload/core-limit\n" . ("y" x 5000)
 --- error_code: 201
 --- response_body_like: "size":5000,
+
+
+
+=== TEST 7: a location nested in an upload location keeps client_max_body_size
+--- config
+    location /upload/ {
+        upload on;
+
+        location /upload/dav/ {
+            alias $TEST_NGINX_HTML_DIR/;
+            dav_methods PUT;
+            client_max_body_size 1k;
+        }
+    }
+--- request eval
+"PUT /upload/dav/x\n" . ("y" x 5000)
+--- error_code: 413
+
+
+
+=== TEST 8: a full thread pool queue fails the upload with 503, not the worker
+--- main_config
+    thread_pool tiny threads=1 max_queue=1;
+--- config
+    location /upload/ {
+        upload on;
+        upload_thread_pool tiny;
+        upload_hash md5 sha1;
+    }
+--- request eval
+"PUT /upload/busy\n" . ("b" x 200000)
+--- error_code: 503
+--- response_body
+{"error":{"code":"SlowDown","message":"the server is too busy, try again later"}}
+--- error_log
+upload: the thread pool queue is full
+--- no_error_log
+[alert]
+[crit]

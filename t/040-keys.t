@@ -117,8 +117,9 @@ UploadTest::json_error('InvalidApp', 'the app name must be 1 to 64 characters lo
 === TEST 7: the location prefix without a trailing slash still separates the key
 --- config
     location /up { upload on; }
---- request
-PUT /up/file.txt
-abc
---- error_code: 201
---- response_body_like: "key":"file.txt"
+--- request eval
+["PUT /up/file.txt\nabc", "PUT /upload/x\nabc"]
+--- error_code eval
+[201, 400]
+--- response_body_like eval
+[qr/"key":"file.txt"/, qr/"code":"InvalidKey","message":"the key must follow the location and a \\"\/\\""/]

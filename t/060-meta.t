@@ -86,8 +86,49 @@ UploadTest::json_error("MethodNotAllowed", "use PUT or POST to upload, GET, HEAD
 --- config eval
 "location /upload/ { upload on; }\n$::Files"
 --- request eval
-["PUT /upload/dir/leaf\nleaf", "PUT /upload/dir\nx", "PUT /upload/dir/leaf/deeper\nx", "DELETE /upload/dir/leaf", "PUT /upload/dir\nnow a file", "GET /files/default/dir"]
+["PUT /upload/dir/leaf\nleaf", "PUT /upload/dir\nx", "GET /upload/dir?meta", "DELETE /upload/dir", "PUT /upload/dir/leaf/deeper\nx", "GET /upload/dir/leaf/deeper?meta", "DELETE /upload/dir/leaf", "PUT /upload/dir\nnow a file", "GET /files/default/dir"]
 --- error_code eval
-[201, 409, 409, 204, 201, 200]
+[201, 409, 404, 404, 409, 404, 204, 201, 200]
 --- response_body_like eval
-[qr/"key":"dir\/leaf"/, qr/"code":"KeyConflict"/, qr/"code":"KeyConflict"/, qr/^$/, qr/"key":"dir"/, qr/^now a file$/]
+[qr/"key":"dir\/leaf"/, qr/"code":"KeyConflict"/, qr/"code":"NoSuchKey"/, qr/"code":"NoSuchKey"/, qr/"code":"KeyConflict"/, qr/"code":"NoSuchKey"/, qr/^$/, qr/"key":"dir"/, qr/^now a file$/]
+
+
+
+=== TEST 7: a body sent with GET ?meta is read and dropped, never run as a request
+--- config
+    location /upload/ { upload on; }
+    keepalive_timeout 1s;
+--- request eval
+["PUT /upload/victim\nstill here", "GET /upload/victim?meta"]
+--- error_code eval
+[201, 200]
+
+
+
+=== TEST 8: the smuggling attempt: a DELETE hidden in the body of a GET
+--- config
+    location /upload/ { upload on; }
+    keepalive_timeout 1s;
+--- raw_request eval
+"GET /upload/victim?meta HTTP/1.1\r
+Host: localhost\r
+Content-Length: 70\r
+\r
+DELETE /upload/victim HTTP/1.1\r
+Host: localhost\r
+Connection: close\r
+\r
+"
+--- error_code: 200
+--- response_body_like: "key":"victim"
+--- timeout: 4
+
+
+
+=== TEST 9: the victim is still there
+--- config
+    location /upload/ { upload on; }
+--- request
+GET /upload/victim?meta
+--- error_code: 200
+--- response_body_like: "key":"victim"

@@ -90,7 +90,15 @@ invalid value "files/" in "upload_url_prefix", expected a path starting with "/"
 
 
 
-=== TEST 7: a bad size
+=== TEST 7: a url prefix must end with a slash
+--- config
+    location /upload/ { upload on; upload_url_prefix /files; }
+--- error_log
+invalid value "/files" in "upload_url_prefix", the prefix must end with "/"
+
+
+
+=== TEST 8: a bad size
 --- config
     location /upload/ { upload on; upload_max_size 10q; }
 --- error_log
@@ -98,7 +106,7 @@ invalid value "files/" in "upload_url_prefix", expected a path starting with "/"
 
 
 
-=== TEST 8: upload in a regex location
+=== TEST 9: upload in a regex location
 --- config
     location ~ ^/up/ { upload on; }
 --- error_log
@@ -106,7 +114,7 @@ invalid value "files/" in "upload_url_prefix", expected a path starting with "/"
 
 
 
-=== TEST 9: an unknown thread pool
+=== TEST 10: an unknown thread pool
 --- config
     location /upload/ { upload on; upload_thread_pool nosuchpool; }
 --- error_log
@@ -114,7 +122,7 @@ unknown thread pool "nosuchpool"
 
 
 
-=== TEST 10: a good configuration starts (the checks above are not too eager)
+=== TEST 11: a good configuration starts (the checks above are not too eager)
 --- config
     location /upload/ {
         upload on;

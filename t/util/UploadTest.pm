@@ -18,6 +18,12 @@ our @EXPORT = qw(json_object json_error upload_setup clear_persist
 
 $ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
 
+# Each file starts from an empty Redis database: records of an earlier run
+# must not answer for this one.  Point TEST_NGINX_REDIS_PORT at a Redis
+# kept for tests (make test starts its own on 6381).
+system("redis-cli -p $ENV{TEST_NGINX_REDIS_PORT} flushdb >/dev/null 2>&1") == 0
+    or warn "cannot empty the Redis on port $ENV{TEST_NGINX_REDIS_PORT}\n";
+
 our $HttpConfig = <<"_EOC_";
     upload_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
     upload_store \$TEST_NGINX_HTML_DIR/store;
