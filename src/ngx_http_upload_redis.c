@@ -280,7 +280,7 @@ ngx_http_upload_redis_command(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* the handler stays NULL until the command is queued */
+    /* the cleanup does nothing until the command is queued */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -309,10 +309,9 @@ ngx_http_upload_redis_command(ngx_http_request_t *r,
                               cmd, argc, argv, argvlen)
         != REDIS_OK)
     {
+        /* hiredis refuses a command only when out of memory here */
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "upload: redis %V command not queued: %s",
-                      &redis->name,
-                      redis->ac->errstr ? redis->ac->errstr : "no memory");
+                      "upload: redis %V command not queued", &redis->name);
         ngx_free(cmd);
         return NGX_ERROR;
     }
@@ -357,6 +356,9 @@ ngx_http_upload_redis_connect(ngx_http_upload_redis_t *redis,
     }
 
     if (ac == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "upload: redis %V connect failed: no memory",
+                      &redis->name);
         return NGX_ERROR;
     }
 
@@ -778,7 +780,7 @@ ngx_http_upload_redis_command_timeout(ngx_event_t *ev)
     log = cmd->request ? cmd->request->connection->log : ev->log;
 
     ngx_log_error(NGX_LOG_ERR, log, NGX_ETIMEDOUT,
-                  "upload: redis %V timed out, closing connection",
+                  "upload: redis %V command timed out, closing connection",
                   &redis->name);
 
     /* frees cmd */
