@@ -47,7 +47,8 @@ $(NGX_BUILD)/Makefile: config
 # only if config lists it in ngx_module_deps.
 $(MODULE): $(NGX_BUILD)/Makefile $(SOURCES)
 	$(MAKE) -f $(NGX_BUILD)/Makefile -C $(NGX_SRC) modules
-	cp $(NGX_BUILD)/ngx_http_upload_module.so $@
+	@# a new inode: a running nginx keeps the file it mapped
+	cp $(NGX_BUILD)/ngx_http_upload_module.so $@.tmp && mv -f $@.tmp $@
 
 deps:
 	@bash scripts/deps.sh
