@@ -27,6 +27,9 @@ static ngx_int_t ngx_http_upload_object_redis_key(ngx_pool_t *pool,
 static ngx_int_t ngx_http_upload_object_command(ngx_http_request_t *r,
     ngx_http_upload_redis_handler_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen);
+static ngx_int_t ngx_http_upload_object_on_key(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *key, const char *command,
+    ngx_http_upload_redis_handler_pt handler);
 static ngx_int_t ngx_http_upload_redis_unavailable(ngx_http_request_t *r);
 static void ngx_http_upload_object_checked(ngx_http_request_t *r, void *data,
     redisReply *reply);
@@ -217,6 +220,18 @@ ngx_int_t
 ngx_http_upload_object_meta(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key)
 {
+    return ngx_http_upload_object_on_key(r, app, key, "HGETALL",
+                                         ngx_http_upload_object_meta_reply);
+}
+
+
+/* "<command> <record key>" for the object app/key */
+
+static ngx_int_t
+ngx_http_upload_object_on_key(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *key, const char *command,
+    ngx_http_upload_redis_handler_pt handler)
+{
     size_t                         argvlen[2];
     const char                    *argv[2];
     ngx_str_t                      rkey;
@@ -235,14 +250,12 @@ ngx_http_upload_object_meta(ngx_http_request_t *r, ngx_str_t *app,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    argv[0] = "HGETALL";
-    argvlen[0] = sizeof("HGETALL") - 1;
+    argv[0] = command;
+    argvlen[0] = ngx_strlen(command);
     argv[1] = (char *) rkey.data;
     argvlen[1] = rkey.len;
 
-    return ngx_http_upload_object_command(r,
-                                          ngx_http_upload_object_meta_reply,
-                                          req, 2, argv, argvlen);
+    return ngx_http_upload_object_command(r, handler, req, 2, argv, argvlen);
 }
 
 
@@ -339,31 +352,8 @@ ngx_int_t
 ngx_http_upload_object_delete(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key)
 {
-    size_t                         argvlen[2];
-    const char                    *argv[2];
-    ngx_str_t                      rkey;
-    ngx_http_upload_object_req_t  *req;
-
-    req = ngx_palloc(r->pool, sizeof(ngx_http_upload_object_req_t));
-    if (req == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    req->app = *app;
-    req->key = *key;
-
-    if (ngx_http_upload_object_redis_key(r->pool, app, key, &rkey) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    argv[0] = "DEL";
-    argvlen[0] = sizeof("DEL") - 1;
-    argv[1] = (char *) rkey.data;
-    argvlen[1] = rkey.len;
-
-    return ngx_http_upload_object_command(r, ngx_http_upload_object_deleted,
-                                          req, 2, argv, argvlen);
+    return ngx_http_upload_object_on_key(r, app, key, "DEL",
+                                         ngx_http_upload_object_deleted);
 }
 
 

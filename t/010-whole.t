@@ -6,11 +6,7 @@ use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 use Digest::SHA qw(sha256_hex);
 
-repeat_each(1);
-no_shuffle();
-log_level('info');
-
-$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
+upload_suite();
 
 # 64 MiB, every MiB different, so a reordered or lost piece shows
 our $Big = join '', map {
@@ -19,8 +15,6 @@ our $Big = join '', map {
            1024 * 1024 - 8) . pack('NN', $i, ~$i & 0xffffffff)
 } 0 .. 63;
 our $BigSha = sha256_hex($Big);
-
-add_block_preprocessor(\&upload_setup);
 
 run_tests();
 

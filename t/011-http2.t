@@ -10,16 +10,10 @@ use lib "$FindBin::Bin/util";
 use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 
-repeat_each(1);
-no_shuffle();
-log_level('info');
-
-$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
+upload_suite();
 
 # 3 MiB, larger than the stream window, so WINDOW_UPDATEs must follow
 our $Body = join("", map { sprintf "%07d\n", $_ } 0 .. (3 * 1024 * 1024 / 8 - 1)) . "end";
-
-add_block_preprocessor(\&upload_setup);
 
 run_tests();
 

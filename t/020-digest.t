@@ -9,13 +9,7 @@ use MIME::Base64 ();
 use Digest::MD5 ();
 use Digest::SHA ();
 
-repeat_each(1);
-no_shuffle();
-log_level('info');
-
-$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
-
-add_block_preprocessor(\&upload_setup);
+upload_suite();
 
 run_tests();
 

@@ -6,13 +6,7 @@ use lib "$FindBin::Bin/util";
 use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 
-repeat_each(1);
-no_shuffle();
-log_level('info');
-
-$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
-
-add_block_preprocessor(\&upload_setup);
+upload_suite();
 
 run_tests();
 

@@ -8,13 +8,7 @@ use UploadTest;
 use Digest::SHA ();
 use Digest::MD5 ();
 
-repeat_each(1);
-no_shuffle();
-log_level('info');
-
-$ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
-
-add_block_preprocessor(\&upload_setup);
+upload_suite();
 
 run_tests();
 

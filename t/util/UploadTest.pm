@@ -13,7 +13,7 @@ use Digest::SHA qw(sha256_hex sha1_hex);
 use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 
-our @EXPORT = qw(json_object json_error upload_setup clear_persist
+our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist
                  $HttpConfig $Files $PersistHttpConfig $PersistFiles);
 
 $ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
@@ -90,6 +90,17 @@ sub json_error {
 
     return '{"error":{"code":"' . $code . '","message":"' . $message
            . "\"}}\n";
+}
+
+# what every suite of the module sets up before run_tests()
+sub upload_suite {
+    Test::Nginx::Socket::repeat_each(1);
+    Test::Nginx::Socket::no_shuffle();
+    Test::Nginx::Socket::log_level('info');
+
+    $ENV{TEST_NGINX_HTML_DIR} ||= Test::Nginx::Socket::html_dir();
+
+    Test::Nginx::Socket::add_block_preprocessor(\&upload_setup);
 }
 
 # every block: the shared http{} part, and no error in the log unless the
