@@ -108,6 +108,7 @@ typedef struct {
 
 
 #define NGX_HTTP_UPLOAD_LANES_MAX     4
+#define NGX_HTTP_UPLOAD_BLOCKS        2
 
 
 struct ngx_http_upload_ctx_s {
@@ -133,6 +134,11 @@ struct ngx_http_upload_ctx_s {
     ngx_http_upload_region_t     *queue;
     ngx_http_upload_region_t     *tail;
     ngx_http_upload_region_t     *free;
+
+    /* nginx's body buffer and its spare, swapped when full (double buffer) */
+    u_char                       *blocks[NGX_HTTP_UPLOAD_BLOCKS];
+    ngx_uint_t                    nblocks;
+    size_t                        block_size;
 
     ngx_uint_t                    status;
     const char                   *error_code;

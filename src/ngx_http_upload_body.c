@@ -32,6 +32,9 @@ static ngx_int_t ngx_http_upload_lane_write(ngx_http_upload_lane_t *lane,
     u_char *buf, size_t size);
 static ngx_uint_t ngx_http_upload_lane_done(ngx_http_upload_lane_t *lane);
 static ngx_uint_t ngx_http_upload_regions_release(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_buffer_swap(ngx_http_upload_ctx_t *ctx);
+static ngx_uint_t ngx_http_upload_block_free(ngx_http_upload_ctx_t *ctx,
+    u_char *block);
 #if (NGX_THREADS)
 static void ngx_http_upload_lane_event_handler(ngx_event_t *ev);
 #endif
@@ -159,8 +162,113 @@ ngx_http_upload_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     ngx_http_upload_lanes_kick(ctx);
+    ngx_http_upload_buffer_swap(ctx);
 
     return ngx_http_upload_body_pass_last(ctx);
+}
+
+
+/*
+ * nginx reads into its body buffer until it is full, then waits for the
+ * regions in it to be released.  Giving it a second block of the same size
+ * instead lets reading the socket overlap the lanes.  The busy regions keep
+ * pointing into the old block, which becomes the spare once they are
+ * released; nginx only looks at its busy list when the buffer is full.
+ */
+
+static void
+ngx_http_upload_buffer_swap(ngx_http_upload_ctx_t *ctx)
+{
+    u_char                   *block;
+    size_t                    size;
+    ngx_buf_t                *b;
+    ngx_uint_t                i;
+    ngx_http_request_t       *r;
+    ngx_http_request_body_t  *rb;
+
+    r = ctx->request;
+    rb = r->request_body;
+
+    if (ctx->failed || rb == NULL || rb->rest == 0) {
+        return;
+    }
+
+#if (NGX_HTTP_V2)
+    /*
+     * HTTP/2 grants the client a window of one buffer and opens it again
+     * only once no region is busy: a second block would never be filled.
+     */
+
+    if (r->stream) {
+        return;
+    }
+#endif
+
+    b = rb->buf;
+
+    /* the preread part in the header buffer is not nginx's body buffer */
+
+    if (b == NULL || b == r->header_in || b->last != b->end
+        || ctx->queue == NULL)
+    {
+        return;
+    }
+
+    size = b->end - b->start;
+
+    if (ctx->nblocks == 0) {
+        ctx->blocks[0] = b->start;
+        ctx->block_size = size;
+        ctx->nblocks = 1;
+    }
+
+    if (size != ctx->block_size) {
+        return;
+    }
+
+    block = NULL;
+
+    for (i = 0; i < ctx->nblocks; i++) {
+        if (ctx->blocks[i] != b->start
+            && ngx_http_upload_block_free(ctx, ctx->blocks[i]))
+        {
+            block = ctx->blocks[i];
+            break;
+        }
+    }
+
+    if (block == NULL) {
+        if (ctx->nblocks == NGX_HTTP_UPLOAD_BLOCKS) {
+            return;
+        }
+
+        block = ngx_palloc(r->pool, size);
+        if (block == NULL) {
+            return;
+        }
+
+        ctx->blocks[ctx->nblocks++] = block;
+    }
+
+    b->start = block;
+    b->pos = block;
+    b->last = block;
+    b->end = block + size;
+}
+
+
+static ngx_uint_t
+ngx_http_upload_block_free(ngx_http_upload_ctx_t *ctx, u_char *block)
+{
+    ngx_http_upload_region_t  *rg;
+
+    for (rg = ctx->queue; rg; rg = rg->next) {
+        if (rg->pos >= block && rg->pos < block + ctx->block_size) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -235,7 +343,12 @@ ngx_http_upload_lanes_run(ngx_http_upload_ctx_t *ctx)
     ngx_uint_t               i;
     ngx_http_upload_lane_t  *lane;
 
-    for (i = 0; i < ctx->nlanes && !ctx->failed; i++) {
+    /*
+     * The digests first: they are the longest tasks, and posted before the
+     * writer they start on threads of their own rather than after it.
+     */
+
+    for (i = ctx->nlanes; i-- > 0 && !ctx->failed; /* void */) {
         lane = &ctx->lanes[i];
 
         if (lane->busy || lane->next == NULL) {
@@ -526,6 +639,10 @@ ngx_http_upload_lane_event_handler(ngx_event_t *ev)
 
     if (!ctx->streaming) {
         return;
+    }
+
+    if (released) {
+        ngx_http_upload_buffer_swap(ctx);
     }
 
     /*
