@@ -2,15 +2,23 @@
 # /usr/sbin/nginx with the module loaded) and one private Redis, both under
 # build/bench/, and the upload cases they serve.
 #
+# A case is a letter (the table below), optionally followed by @SIZE to
+# give it its own client_body_buffer_size: "a@64k".  Each case named in
+# BENCH_CASES gets a location of its own, /<case>/ ("a@64k": /a-64k/), in the
+# one server, so that cases are compared in the same run.
+#
 # Settings (environment):
 #   BENCH_DIR      where everything goes (build/bench); the store, the WebDAV
 #                  root, both temp dirs and the data file must share one
 #                  filesystem, and they do, all being under it
 #   BENCH_PORT     nginx's port on 127.0.0.1 (8795)
 #   REDIS_PORT     the private Redis's port (6395)
-#   BENCH_BUFFER   client_body_buffer_size of every case (512k)
+#   BENCH_BUFFER   client_body_buffer_size of the cases without @SIZE (512k)
 #   BENCH_SIZE_MIB the size of the uploaded file in MiB (512)
 #   NGX_BINARY     the nginx binary (/usr/sbin/nginx)
+#   BENCH_SYNC     0: no `sync` before each upload (1)
+#   BENCH_MODULE_SO the module to load (build/ngx_http_upload_module.so):
+#                  another build of it, to compare a change
 
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-$BENCH_ROOT/build/bench}
@@ -19,15 +27,16 @@ REDIS_PORT=${REDIS_PORT:-6395}
 BENCH_BUFFER=${BENCH_BUFFER:-512k}
 BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-512}
 NGX_BINARY=${NGX_BINARY:-/usr/sbin/nginx}
-BENCH_MODULE_BUILT=$BENCH_ROOT/build/ngx_http_upload_module.so
+BENCH_MODULE_BUILT=${BENCH_MODULE_SO:-$BENCH_ROOT/build/ngx_http_upload_module.so}
 # nginx loads a private copy: `make` rewrites build/*.so in place, which
-# would crash (SIGSEGV, SIGILL) a running nginx that has it mapped
+# crashes (SIGSEGV, SIGILL) a running nginx that has it mapped
 BENCH_MODULE=$BENCH_DIR/ngx_http_upload_module.so
+BENCH_TCK=$(getconf CLK_TCK)
+BENCH_SYNC=${BENCH_SYNC:-1}
 
 . "$BENCH_ROOT/scripts/lib.sh"
 
-# The cases: a location each, all in one server.  a, b and c are the
-# benchmark proper; the others isolate one factor of a or b.
+# a, b and c are the benchmark proper; the others isolate one factor
 declare -A CASE_DESC=(
     [a]="module, sha256, fsync on (default)"
     [b]="module, md5 + sha256, fsync on"
@@ -38,9 +47,57 @@ declare -A CASE_DESC=(
     [g]="module, md5 + sha256, upload_thread_pool off"
 )
 
+# the body of each case's location
+declare -A CASE_CONF=(
+    [a]="upload on;"
+    [b]="upload on; upload_hash md5 sha256;"
+    [c]="dav_methods PUT DELETE; create_full_put_path on;
+            client_max_body_size 0;"
+    [d]="upload on; upload_fsync off;"
+    [e]="upload on; upload_thread_pool off;"
+    [f]="upload on; upload_hash md5 sha256; upload_fsync off;"
+    [g]="upload on; upload_hash md5 sha256; upload_thread_pool off;"
+)
+
 bench_die() {
     echo "bench: $*" >&2
     exit 1
+}
+
+# Checks the cases in $@; BENCH_ALL: all of them, for the configuration.
+bench_cases() {
+    local c size
+
+    BENCH_ALL=()
+    for c in "$@"; do
+        size=${c#*@}
+        [ "$size" = "$c" ] && size=
+        case $size in
+        ''|[0-9]*[0-9kKmM]) ;;
+        *) bench_die "case \"$c\": @SIZE must be like 64k or 4m" ;;
+        esac
+        [ -n "${CASE_DESC[${c%%@*}]:-}" ] \
+            || bench_die "unknown case \"$c\" (a to g, or a@64k ...)"
+        case " ${BENCH_ALL[*]} " in
+        *" $c "*) ;;
+        *) BENCH_ALL+=("$c") ;;
+        esac
+    done
+}
+
+# "a@64k" -> "a-64k": its location and object names
+bench_name() {
+    echo "${1/@/-}"
+}
+
+bench_desc() {
+    local size=${1#*@}
+
+    if [ "$size" = "$1" ]; then
+        echo "${CASE_DESC[$1]}"
+    else
+        echo "${CASE_DESC[${1%%@*}]}, buffer $size"
+    fi
 }
 
 # Whether something listens on 127.0.0.1:PORT.
@@ -50,54 +107,62 @@ bench_port_busy() {
 
 # Where case CASE's upload ends up on disk.
 bench_object() {
+    local n
+
+    n=$(bench_name "$1")
     case $1 in
-    c) echo "$BENCH_DIR/dav/c/obj-c" ;;
-    *) echo "$BENCH_DIR/store/default/obj-$1" ;;
+    c|c@*) echo "$BENCH_DIR/dav/$n/obj-$n" ;;
+    *)     echo "$BENCH_DIR/store/default/obj-$n" ;;
     esac
 }
 
 bench_url() {
-    echo "http://127.0.0.1:$BENCH_PORT/$1/obj-$1"
+    local n
+
+    n=$(bench_name "$1")
+    echo "http://127.0.0.1:$BENCH_PORT/$n/obj-$n"
 }
 
-# The data file: random bytes, made once and kept (with its SHA-256) for the
-# next runs.
+# The data file: random bytes, made once and kept (with its SHA-256 and MD5)
+# for the next runs.
 bench_data() {
     BENCH_FILE=$BENCH_DIR/data-${BENCH_SIZE_MIB}M.bin
     local size=$((BENCH_SIZE_MIB * 1024 * 1024))
 
     if [ "$(stat -c %s "$BENCH_FILE" 2>/dev/null)" != "$size" ] \
-       || [ ! -s "$BENCH_FILE.sha256" ]
+       || [ ! -s "$BENCH_FILE.sha256" ] || [ ! -s "$BENCH_FILE.md5" ]
     then
         echo "bench: making $BENCH_FILE ($BENCH_SIZE_MIB MiB of random data)"
         head -c "$size" /dev/urandom > "$BENCH_FILE.part"
         sha256sum < "$BENCH_FILE.part" | cut -d' ' -f1 > "$BENCH_FILE.sha256"
+        md5sum < "$BENCH_FILE.part" | cut -d' ' -f1 > "$BENCH_FILE.md5"
         mv "$BENCH_FILE.part" "$BENCH_FILE"
     fi
 
     BENCH_SHA256=$(cat "$BENCH_FILE.sha256")
+    BENCH_MD5=$(cat "$BENCH_FILE.md5")
 
     # read it once so that curl reads it from the page cache every time
     cat "$BENCH_FILE" > /dev/null
 }
 
 bench_conf() {
-    local user=""
+    local c n size user=""
 
     # as root, the worker must be root to write the store (the stock user,
     # nobody, cannot write build/)
     [ "$(id -u)" -eq 0 ] && user="user root;"
 
-    cat > "$BENCH_DIR/nginx/nginx.conf" <<EOF
-# generated by bench/lib.sh: do not edit, it is rewritten by every run
+    {
+    cat <<EOF
+# generated by bench/lib.sh: do not edit, every run rewrites it
 load_module $BENCH_MODULE;
 $user
 
-# One worker: a benchmark upload is one connection, which one worker
-# serves from start to end; a second worker would only idle (or take the
-# next connection on another CPU cache), and perf/strace would have to
-# follow two processes.  The module's thread pool ("default", 32 threads)
-# belongs to that one worker.
+# One worker: a benchmark upload is one connection, which one worker serves
+# from start to end; a second worker would only idle, and perf or strace
+# would have to follow two processes.  The module's thread pool ("default",
+# 32 threads) belongs to that worker.
 worker_processes 1;
 error_log logs/error.log warn;
 pid logs/nginx.pid;
@@ -128,57 +193,37 @@ http {
         location = /ping {
             return 204;
         }
-
-        # (a) the module as shipped: sha256 only, fsync on
-        location /a/ {
-            upload on;
-        }
-
-        # (b) two digests: an md5 lane next to the sha256 one
-        location /b/ {
-            upload on;
-            upload_hash md5 sha256;
-        }
-
-        # (c) what nginx does without the module: the body goes to a temp
-        # file in client_body_temp_path, renamed into the root at the end
-        location /c/ {
-            root $BENCH_DIR/dav;
-            dav_methods PUT DELETE;
-            create_full_put_path on;
-            client_max_body_size 0;
-            client_body_temp_path $BENCH_DIR/dav/.tmp;
-        }
-
-        location /d/ {
-            upload on;
-            upload_fsync off;
-        }
-
-        location /e/ {
-            upload on;
-            upload_thread_pool off;
-        }
-
-        location /f/ {
-            upload on;
-            upload_hash md5 sha256;
-            upload_fsync off;
-        }
-
-        location /g/ {
-            upload on;
-            upload_hash md5 sha256;
-            upload_thread_pool off;
-        }
+EOF
+    for c in "${BENCH_ALL[@]}"; do
+        n=$(bench_name "$c")
+        size=${c#*@}
+        echo
+        echo "        # ($c) $(bench_desc "$c")"
+        echo "        location /$n/ {"
+        echo "            ${CASE_CONF[${c%%@*}]}"
+        [ "$size" != "$c" ] && echo "            client_body_buffer_size $size;"
+        case $c in
+        c|c@*)
+            # the body goes to a temp file, renamed into the root at the end
+            echo "            root $BENCH_DIR/dav;"
+            echo "            client_body_temp_path $BENCH_DIR/dav/.tmp;"
+            ;;
+        esac
+        echo "        }"
+    done
+    cat <<EOF
     }
 }
 EOF
+    } > "$BENCH_DIR/nginx/nginx.conf"
 }
 
-# Starts Redis and nginx; bench_stop (from the caller's EXIT trap) stops them.
+# Starts Redis and nginx serving the cases in $@; bench_stop (from the
+# caller's EXIT trap) stops them.
 bench_start() {
     local i
+
+    bench_cases "$@"
 
     [ -x "$NGX_BINARY" ] || bench_die "no $NGX_BINARY: run \`make deps\`"
     [ -f "$BENCH_MODULE_BUILT" ] \
@@ -186,7 +231,7 @@ bench_start() {
     command -v redis-server >/dev/null \
         || bench_die "no redis-server: run \`make deps\`"
 
-    mkdir -p "$BENCH_DIR"/{nginx/logs,nginx/temp,store,dav/c,dav/.tmp,redis}
+    mkdir -p "$BENCH_DIR"/{nginx/logs,nginx/temp,store,dav/.tmp,redis}
 
     # what a killed run left behind
     bench_stop_nginx
@@ -217,6 +262,8 @@ bench_start() {
         then
             NGX_MASTER=$(pidfile_pid "$BENCH_DIR/nginx/logs/nginx.pid" nginx) \
                 || bench_die "nginx is not running"
+            NGX_WORKER=$(bench_workers | head -1)
+            [ -n "$NGX_WORKER" ] || bench_die "nginx has no worker"
             return 0
         fi
         sleep 0.1
@@ -250,25 +297,89 @@ bench_workers() {
 }
 
 bench_clean_objects() {
-    local c
-
-    for c in "${!CASE_DESC[@]}"; do
-        rm -f "$(bench_object "$c")"
-    done
-    rm -f "$BENCH_DIR"/store/.upload-tmp/* "$BENCH_DIR"/dav/.tmp/* 2>/dev/null
+    rm -rf "$BENCH_DIR"/store/default "$BENCH_DIR"/store/.upload-tmp
+    find "$BENCH_DIR/dav" -mindepth 1 -maxdepth 1 ! -name .tmp \
+        -exec rm -rf {} + 2>/dev/null
+    rm -f "$BENCH_DIR"/dav/.tmp/* 2>/dev/null
     return 0
 }
 
+# CPU accounting, in clock ticks: BENCH_TCK a second.
+
+# utime+stime of a thread or process: its /proc/.../stat
+bench_ticks() {
+    local stat
+
+    read -r stat < "$1" 2>/dev/null || { echo 0; return; }
+    set -- ${stat##*) }
+    echo $((${12} + ${13}))
+}
+
+# "MAIN POOL": the ticks of the worker's event loop thread and of its other
+# (thread pool) threads
+bench_worker_ticks() {
+    local t main=0 pool=0 n
+
+    for t in /proc/"$NGX_WORKER"/task/*; do
+        n=$(bench_ticks "$t/stat")
+        if [ "${t##*/}" = "$NGX_WORKER" ]; then
+            main=$n
+        else
+            pool=$((pool + n))
+        fi
+    done
+    echo "$main $pool"
+}
+
+# the busy ticks of all CPUs together
+bench_machine_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# BENCH_CHILD_TICKS: the CPU of this shell's children so far (curl among
+# them); "times" must run in the shell itself, not in a $(...) subshell
+bench_child_ticks() {
+    times > "$BENCH_DIR/times"
+    BENCH_CHILD_TICKS=$(awk -v tck="$BENCH_TCK" 'NR == 2 {
+        split($1, u, /[ms]/); split($2, s, /[ms]/)
+        printf "%d", ((u[1] * 60 + u[2]) + (s[1] * 60 + s[2])) * tck }' \
+        "$BENCH_DIR/times")
+}
+
+# Before an upload: no dirty pages left to write back while it runs.
+bench_quiet() {
+    if [ "$BENCH_SYNC" = 1 ]; then
+        sync
+    fi
+}
+
 # One upload of the data file to case CASE.  Sets UP_CODE, UP_SPEED (bytes/s,
-# curl's speed_upload), UP_TIME (s) and UP_BODY (the answer).
+# curl's speed_upload), UP_TIME (s), UP_BODY (the answer) and the CPU it took,
+# in clock ticks: UP_MAIN (nginx's event loop), UP_POOL (its thread pool),
+# UP_CURL, and UP_REST: all the rest of the machine (kernel threads, other
+# users), a measure of how noisy the run was.
 bench_upload() {
-    local out
+    local out m0 p0 m1 p1 k0 b0 b1
+
+    read -r m0 p0 <<< "$(bench_worker_ticks)"
+    bench_child_ticks
+    k0=$BENCH_CHILD_TICKS
+    b0=$(bench_machine_ticks)
 
     out=$(curl -sS --http1.1 -T "$BENCH_FILE" \
                -o "$BENCH_DIR/answer" \
                -w '%{http_code} %{speed_upload} %{time_total}' \
                "$(bench_url "$1")") \
         || bench_die "curl failed on case $1"
+
+    b1=$(bench_machine_ticks)
+    bench_child_ticks
+    read -r m1 p1 <<< "$(bench_worker_ticks)"
+
+    UP_MAIN=$((m1 - m0))
+    UP_POOL=$((p1 - p0))
+    UP_CURL=$((BENCH_CHILD_TICKS - k0))
+    UP_REST=$((b1 - b0 - UP_MAIN - UP_POOL - UP_CURL))
 
     read -r UP_CODE UP_SPEED UP_TIME <<< "$out"
     UP_BODY=$(cat "$BENCH_DIR/answer")

@@ -6,13 +6,18 @@
 #
 # For each case, after a warm-up upload, one upload per tool:
 #   cpu     CPU seconds per GiB of nginx's event loop thread, of its thread
-#           pool threads and of curl, and how busy each was (in cores)
+#           pool threads, of curl and of the rest of the machine, and how
+#           busy each was (in cores)
 #   perf    `perf record -a -g` during the upload: the CPU of the whole
-#           machine, by command and by function (needs perf: linux-perf)
-#   strace  `strace -c -f` on the worker: its system calls (needs strace)
-# PROFILE="cpu perf strace" picks the tools; the environment of bench/lib.sh
-# applies (BENCH_BUFFER, ...).  Nothing is installed: a missing tool is
-# skipped.
+#           machine by command, and nginx's by thread (event loop or pool)
+#           and by what it did (system call, digest, ...); needs perf
+#   strace  `strace -c -f` on the worker: its system calls; needs strace
+#   trace   system calls of the worker traced with perf, cut into cycles
+#           (one per body buffer) by bench/cycles.pl: how long the recv, the
+#           lanes and the hand-offs between threads take; needs perf
+# PROFILE="cpu perf strace trace" picks the tools (default: cpu perf strace);
+# the environment of bench/lib.sh applies (BENCH_BUFFER, BENCH_MODULE_SO,
+# ...).  Nothing is installed: a missing tool is skipped.
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
@@ -20,11 +25,9 @@ set -euo pipefail
 PROFILE=${PROFILE:-cpu perf strace}
 CASES=${*:-a b c}
 
-for c in $CASES; do
-    [ -n "${CASE_DESC[$c]:-}" ] || bench_die "unknown case \"$c\""
-done
+# shellcheck disable=SC2086
+bench_cases $CASES
 
-TCK=$(getconf CLK_TCK)
 PERF_PID=
 STRACE_PID=
 
@@ -42,76 +45,92 @@ stop_tracers() {
 trap 'stop_tracers; bench_stop' EXIT
 trap 'exit 130' INT TERM
 
-# utime+stime (clock ticks) of a thread: /proc/PID/task/TID/stat
-thread_ticks() {
-    local stat
-
-    stat=$(cat "$1" 2>/dev/null) || { echo 0; return; }
-    set -- ${stat##*) }
-    echo $((${12} + ${13}))
-}
-
-# "main pool" ticks of worker PID: its event loop thread, its other threads
-worker_ticks() {
-    local pid=$1 t main=0 pool=0 n
-
-    for t in /proc/"$pid"/task/*; do
-        n=$(thread_ticks "$t/stat")
-        if [ "${t##*/}" = "$pid" ]; then
-            main=$n
-        else
-            pool=$((pool + n))
-        fi
-    done
-    echo "$main $pool"
-}
-
-machine_busy() {
-    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
-
-# CHILD_TICKS: the CPU of the shell's children so far (curl's among them);
-# "times" must run in this shell, not in a $(...) subshell
-children_ticks() {
-    times > "$BENCH_DIR/times"
-    CHILD_TICKS=$(awk -v tck="$TCK" 'NR == 2 {
-        split($1, u, /[ms]/); split($2, s, /[ms]/)
-        printf "%d", ((u[1] * 60 + u[2]) + (s[1] * 60 + s[2])) * tck }' \
-        "$BENCH_DIR/times")
+mib_s() {
+    awk -v b="$UP_SPEED" 'BEGIN { printf "%.1f", b / 1048576 }'
 }
 
 profile_cpu() {
-    local c=$1 w m0 p0 m1 p1 b0 b1 k0 k1 gib
-    w=$(bench_workers | head -1)
+    local c=$1
 
-    sync
-    read -r m0 p0 <<< "$(worker_ticks "$w")"
-    b0=$(machine_busy)
-    children_ticks
-    k0=$CHILD_TICKS
+    bench_quiet
     bench_upload "$c"
-    children_ticks
-    k1=$CHILD_TICKS
-    b1=$(machine_busy)
-    read -r m1 p1 <<< "$(worker_ticks "$w")"
     rm -f "$(bench_object "$c")"
 
-    gib=$(awk -v s="$BENCH_SIZE_MIB" 'BEGIN { print s / 1024 }')
-    awk -v t="$UP_TIME" -v g="$gib" -v tck="$TCK" -v sp="$UP_SPEED" \
-        -v m=$((m1 - m0)) -v p=$((p1 - p0)) -v k=$((k1 - k0)) \
-        -v b=$((b1 - b0)) '
+    awk -v t="$UP_TIME" -v s="$BENCH_SIZE_MIB" -v tck="$BENCH_TCK" \
+        -v sp="$UP_SPEED" -v m="$UP_MAIN" -v p="$UP_POOL" -v k="$UP_CURL" \
+        -v rest="$UP_REST" '
         function row(name, ticks) {
             printf "  %-34s %6.2f cpu-s/GiB  %5.2f cores\n",
-                   name, ticks / tck / g, ticks / tck / t
+                   name, ticks / tck / (s / 1024), ticks / tck / t
         }
         BEGIN {
             printf "  %.1f MiB/s, %.2f s\n", sp / 1048576, t
             row("nginx event loop (main thread)", m)
             row("nginx thread pool (all threads)", p)
             row("curl", k)
-            row("rest of the machine", b - m - p - k)
-            row("whole machine", b)
+            row("rest of the machine", rest)
+            row("whole machine", m + p + k + rest)
         }'
+}
+
+# perf script (with call chains) -> samples by who (command, or nginx's
+# event loop / pool threads) and what (the system call the sample is in,
+# a digest in libcrypto, a page fault, user space)
+perf_classify() {
+    awk -v main="$NGX_WORKER" '
+        function flush() {
+            if (who == "") return
+            if (what == "") what = user ? user : "kernel, other"
+            n[who "|" what]++
+            tot[who]++
+            all++
+            who = ""
+        }
+        /^[^\t]/ {
+            flush()
+            split($2, id, "/")
+            if ($1 == "nginx" && id[1] == main)
+                who = (id[2] == main) ? "nginx event loop" : "nginx pool threads"
+            else if ($1 == "swapper")
+                who = "(idle)"
+            else if ($1 == "curl")
+                who = "curl"
+            else
+                who = "(everything else)"
+            what = ""; user = ""; first = 1
+            next
+        }
+        /^\t/ {
+            sym = $2; dso = $NF
+            if (first) {
+                first = 0
+                if (dso ~ /libcrypto/) what = "digest (libcrypto)"
+                else if (dso !~ /kernel/) {
+                    user = dso; gsub(/[()]/, "", user)
+                    sub(/.*\//, "", user)
+                    user = "user: " user
+                }
+            }
+            if (what == "" && sym ~ /^(__x64_sys_|__do_sys_|ksys_)/) {
+                sub(/^(__x64_sys_|__do_sys_|ksys_)/, "", sym)
+                what = "syscall " sym
+            }
+            if (what == "" && sym ~ /asm_exc_page_fault/) what = "page fault"
+            next
+        }
+        END {
+            flush()
+            for (k in n) {
+                split(k, a, "|")
+                if (n[k] * 100 < tot[a[1]] * 2) continue
+                printf "%s|%d|%s\n", a[1], n[k], a[2]
+            }
+            for (w in tot) printf "%s|%d|*\n", w, tot[w]
+            printf "*|%d|*\n", all
+        }' | sort -t'|' -k1,1 -k2,2nr | awk -F'|' -v hz=4000 '
+        $1 == "*" { next }
+        $3 == "*" { printf "  %-20s %6.0f ms of CPU\n", $1, $2 * 1000 / hz; total[$1] = $2; next }
+        { printf "  %-20s   %5.1f%%  %s\n", "", 100 * $2 / total[$1], $3 }'
 }
 
 profile_perf() {
@@ -119,53 +138,66 @@ profile_perf() {
 
     command -v perf >/dev/null || { echo "  no perf: skipped"; return; }
 
-    sync
-    perf record -q -a -g -e cpu-clock -o "$data" 2>/dev/null &
+    bench_quiet
+    perf record -q -a -g -F 4000 -e cpu-clock -o "$data" 2>/dev/null &
     PERF_PID=$!
     sleep 0.5
     bench_upload "$c"
     stop_tracers
     rm -f "$(bench_object "$c")"
-    echo "  $(mib_s) MiB/s under perf; $data"
-
-    echo "  -- by command"
-    perf report -i "$data" --no-children --sort comm --stdio 2>/dev/null \
-        | grep -v '^#' | grep '%' | head -8 | sed 's/^/  /'
-    echo "  -- nginx, by thread kind and function (self time, >= 0.5%)"
-    perf report -i "$data" --no-children --comm nginx --sort pid,sym \
-        --stdio -g none --percent-limit 0.5 2>/dev/null \
-        | grep -v '^#' | grep '%' | head -30 | sed 's/^/  /'
+    echo "  $(mib_s) MiB/s under perf ($data); the samples of the upload"
+    echo "  and 0.5 s before it, by command and thread, what each did (>= 2%;"
+    echo "  perf's own overhead slows the upload):"
+    perf script -i "$data" -F comm,pid,tid,ip,sym,dso 2>/dev/null \
+        | perf_classify
 }
 
 profile_strace() {
-    local c=$1 w out=$BENCH_DIR/strace-$1.txt
+    local c=$1 out=$BENCH_DIR/strace-$1.txt
 
     command -v strace >/dev/null || { echo "  no strace: skipped"; return; }
 
-    w=$(bench_workers | head -1)
-    sync
-    strace -c -f -p "$w" -o "$out" 2>/dev/null &
+    bench_quiet
+    strace -c -f -p "$NGX_WORKER" -o "$out" 2>/dev/null &
     STRACE_PID=$!
     sleep 0.5
     bench_upload "$c"
     stop_tracers
     rm -f "$(bench_object "$c")"
-    echo "  $(mib_s) MiB/s under strace; $out"
-    sed 's/^/  /' "$out" | head -20
+    echo "  $(mib_s) MiB/s under strace ($out; futex and epoll_wait times are"
+    echo "  mostly waiting):"
+    sed 's/^/  /' "$out" | head -14
 }
 
-mib_s() {
-    awk -v b="$UP_SPEED" 'BEGIN { printf "%.1f", b / 1048576 }'
+profile_trace() {
+    local c=$1 data=$BENCH_DIR/trace-$1.data
+
+    command -v perf >/dev/null || { echo "  no perf: skipped"; return; }
+
+    bench_quiet
+    perf record -q -e raw_syscalls:sys_enter -e raw_syscalls:sys_exit \
+        -p "$NGX_WORKER" -o "$data" 2>/dev/null &
+    PERF_PID=$!
+    sleep 0.5
+    bench_upload "$c"
+    stop_tracers
+    rm -f "$(bench_object "$c")"
+    echo "  $(mib_s) MiB/s under perf trace ($data)"
+    perf script -i "$data" 2>/dev/null \
+        | perl "$BENCH_ROOT/bench/cycles.pl" "$NGX_WORKER"
 }
 
 bench_data
-bench_start
+# shellcheck disable=SC2086
+bench_start $CASES
 
-echo "client_body_buffer_size $BENCH_BUFFER, $BENCH_SIZE_MIB MiB, nginx worker $(bench_workers | tr '\n' ' ')"
+echo "$BENCH_SIZE_MIB MiB per upload, client_body_buffer_size $BENCH_BUFFER" \
+     "unless the case says, nginx worker $NGX_WORKER,"
+echo "module $BENCH_MODULE_BUILT"
 
-for c in $CASES; do
+for c in "${BENCH_ALL[@]}"; do
     echo
-    echo "== ($c) ${CASE_DESC[$c]}"
+    echo "== ($c) $(bench_desc "$c")"
     bench_upload "$c"
     rm -f "$(bench_object "$c")"
 
