@@ -67,6 +67,34 @@ static ngx_command_t  ngx_http_upload_commands[] = {
       offsetof(ngx_http_upload_loc_conf_t, max_size),
       NULL },
 
+    { ngx_string("upload_min_part_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, min_part_size),
+      NULL },
+
+    { ngx_string("upload_max_part_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, max_part_size),
+      NULL },
+
+    { ngx_string("upload_max_parts"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, max_parts),
+      NULL },
+
+    { ngx_string("upload_session_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, session_ttl),
+      NULL },
+
     { ngx_string("upload_fsync"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -152,6 +180,10 @@ ngx_http_upload_create_loc_conf(ngx_conf_t *cf)
     conf->redis = NGX_CONF_UNSET_PTR;
     conf->redis_timeout = NGX_CONF_UNSET_MSEC;
     conf->max_size = NGX_CONF_UNSET;
+    conf->min_part_size = NGX_CONF_UNSET;
+    conf->max_part_size = NGX_CONF_UNSET;
+    conf->max_parts = NGX_CONF_UNSET_UINT;
+    conf->session_ttl = NGX_CONF_UNSET;
     conf->fsync = NGX_CONF_UNSET;
     conf->hashes = NGX_CONF_UNSET_UINT;
 #if (NGX_THREADS)
@@ -176,6 +208,31 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->redis_timeout, prev->redis_timeout,
                               3000);
     ngx_conf_merge_off_value(conf->max_size, prev->max_size, 0);
+    ngx_conf_merge_off_value(conf->min_part_size, prev->min_part_size,
+                             5 * 1024 * 1024);
+    ngx_conf_merge_off_value(conf->max_part_size, prev->max_part_size,
+                             (off_t) 5 * 1024 * 1024 * 1024);
+    ngx_conf_merge_uint_value(conf->max_parts, prev->max_parts, 10000);
+    ngx_conf_merge_sec_value(conf->session_ttl, prev->session_ttl, 86400);
+
+    if (conf->max_parts == 0 || conf->max_parts > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload_max_parts\" must be from 1 to 100000");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->min_part_size > conf->max_part_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload_min_part_size\" is larger than "
+                           "\"upload_max_part_size\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->session_ttl <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload_session_ttl\" must be positive");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_value(conf->fsync, prev->fsync, 1);
     ngx_conf_merge_uint_value(conf->hashes, prev->hashes,
                               NGX_HTTP_UPLOAD_SHA256);

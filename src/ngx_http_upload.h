@@ -42,6 +42,10 @@ typedef struct {
     ngx_http_upload_redis_t      *redis;
     ngx_msec_t                    redis_timeout;
     off_t                         max_size;
+    off_t                         min_part_size;
+    off_t                         max_part_size;
+    ngx_uint_t                    max_parts;
+    time_t                        session_ttl;
     ngx_flag_t                    fsync;
     ngx_uint_t                    hashes;
     ngx_str_t                     url_prefix;
@@ -145,7 +149,12 @@ struct ngx_http_upload_ctx_s {
     const char                   *error_message;
     ngx_err_t                     error_errno;
 
+    /* a small JSON body is collected in memory instead of stored */
+    ngx_buf_t                    *json;
+    void                        (*body_done)(ngx_http_upload_ctx_t *ctx);
+
     unsigned                      streaming:1;
+    unsigned                      collect:1;
     unsigned                      last_seen:1;
     unsigned                      last_passed:1;
     unsigned                      failed:1;
@@ -179,6 +188,8 @@ ngx_table_elt_t *ngx_http_upload_find_header(ngx_http_request_t *r,
     const char *name);
 ngx_int_t ngx_http_upload_arg_present(ngx_http_request_t *r,
     const char *name);
+ngx_int_t ngx_http_upload_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 ngx_int_t ngx_http_upload_validate_key(ngx_str_t *key, const char **reason);
 ngx_int_t ngx_http_upload_validate_app(ngx_str_t *app, const char **reason);
 u_char *ngx_http_upload_escape_key(ngx_pool_t *pool, ngx_str_t *key,
@@ -202,6 +213,8 @@ ngx_int_t ngx_http_upload_digest_hex(ngx_pool_t *pool,
 /* ngx_http_upload_body.c */
 ngx_int_t ngx_http_upload_body_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_upload_body_start(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_body_collect(ngx_http_upload_ctx_t *ctx,
+    size_t max, void (*done)(ngx_http_upload_ctx_t *ctx));
 void ngx_http_upload_body_fail(ngx_http_upload_ctx_t *ctx, ngx_uint_t status,
     const char *code, const char *message, ngx_err_t err);
 
@@ -226,6 +239,8 @@ ngx_int_t ngx_http_upload_send_json(ngx_http_request_t *r,
 ngx_int_t ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_object_url(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key, ngx_str_t *url);
+ngx_int_t ngx_http_upload_add_string(void *json, const char *name,
+    ngx_str_t *value);
 ngx_int_t ngx_http_upload_reply_object(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_upload_object_t *obj);
 void ngx_http_upload_finalize(ngx_http_request_t *r, ngx_int_t rc);
@@ -239,6 +254,16 @@ ngx_int_t ngx_http_upload_object_delete(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key);
 ngx_int_t ngx_http_upload_object_check_redis(ngx_http_upload_ctx_t *ctx,
     void (*ready)(ngx_http_upload_ctx_t *ctx));
+ngx_int_t ngx_http_upload_redis_unavailable(ngx_http_request_t *r);
+
+/* ngx_http_upload_multipart.c */
+ngx_int_t ngx_http_upload_multipart_handler(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *key);
+ngx_int_t ngx_http_upload_multipart_list(ngx_http_request_t *r,
+    ngx_str_t *app);
+
+/* ngx_http_upload_handler.c */
+ngx_int_t ngx_http_upload_body_error(ngx_http_request_t *r, ngx_int_t rc);
 
 
 #endif /* _NGX_HTTP_UPLOAD_H_INCLUDED_ */

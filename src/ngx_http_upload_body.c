@@ -39,7 +39,10 @@ static ngx_uint_t ngx_http_upload_block_free(ngx_http_upload_ctx_t *ctx,
 static void ngx_http_upload_lane_event_handler(ngx_event_t *ev);
 #endif
 static ngx_int_t ngx_http_upload_body_pass_last(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_body_keep(ngx_http_upload_ctx_t *ctx,
+    ngx_buf_t *b);
 static void ngx_http_upload_body_done(ngx_http_request_t *r);
+static void ngx_http_upload_body_stored(ngx_http_upload_ctx_t *ctx);
 
 
 static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
@@ -107,6 +110,45 @@ ngx_http_upload_body_start(ngx_http_upload_ctx_t *ctx)
 #endif
 
     ctx->streaming = 1;
+    ctx->body_done = ngx_http_upload_body_stored;
+
+    return ngx_http_read_client_request_body(r, ngx_http_upload_body_done);
+}
+
+
+/*
+ * The JSON bodies of the protocol (initiate, complete) go through the same
+ * filter, into one buffer of at most "max" bytes: no temp file, and a body
+ * too large is refused as soon as it crosses the limit.
+ */
+
+ngx_int_t
+ngx_http_upload_body_collect(ngx_http_upload_ctx_t *ctx, size_t max,
+    void (*done)(ngx_http_upload_ctx_t *ctx))
+{
+    size_t               size;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    size = max;
+
+    if (r->headers_in.content_length_n >= 0
+        && r->headers_in.content_length_n < (off_t) max)
+    {
+        size = (size_t) r->headers_in.content_length_n;
+    }
+
+    ctx->json = ngx_create_temp_buf(r->pool, size + 1);
+    if (ctx->json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->json->end = ctx->json->start + size;
+
+    ctx->collect = 1;
+    ctx->streaming = 1;
+    ctx->body_done = done;
 
     return ngx_http_read_client_request_body(r, ngx_http_upload_body_done);
 }
@@ -141,6 +183,17 @@ ngx_http_upload_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (ctx->failed) {
+            cl->buf->pos = cl->buf->last;
+            continue;
+        }
+
+        if (ctx->collect) {
+            if (ngx_http_upload_body_keep(ctx, cl->buf) != NGX_OK) {
+                ngx_http_upload_body_fail(ctx, NGX_HTTP_BAD_REQUEST,
+                                          "MalformedJSON",
+                                          "the JSON body is too large", 0);
+            }
+
             cl->buf->pos = cl->buf->last;
             continue;
         }
@@ -269,6 +322,25 @@ ngx_http_upload_block_free(ngx_http_upload_ctx_t *ctx, u_char *block)
     }
 
     return 1;
+}
+
+
+static ngx_int_t
+ngx_http_upload_body_keep(ngx_http_upload_ctx_t *ctx, ngx_buf_t *b)
+{
+    size_t      size;
+    ngx_buf_t  *json;
+
+    json = ctx->json;
+    size = b->last - b->pos;
+
+    if (size > (size_t) (json->end - json->last)) {
+        return NGX_ERROR;
+    }
+
+    json->last = ngx_cpymem(json->last, b->pos, size);
+
+    return NGX_OK;
 }
 
 
@@ -734,6 +806,19 @@ ngx_http_upload_body_done(ngx_http_request_t *r)
                                      ctx->error_message));
         return;
     }
+
+    ctx->body_done(ctx);
+}
+
+
+/* a whole upload's body is in its temporary file: check it, then commit */
+
+static void
+ngx_http_upload_body_stored(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     if (ngx_http_upload_digest_final(ctx) != NGX_OK) {
         ngx_http_upload_finalize(r, ngx_http_upload_send_error(r,

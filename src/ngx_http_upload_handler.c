@@ -49,6 +49,26 @@ ngx_http_upload_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_POST))) {
+
+        /*
+         * A body on any other method is read and dropped: left unread it
+         * would be taken for the next request on the connection.
+         */
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    /* the app's sliced uploads: on the location itself, no key */
+
+    if (r->method == NGX_HTTP_GET && ngx_http_upload_arg_present(r, "uploads"))
+    {
+        return ngx_http_upload_pending(r,
+                   ngx_http_upload_multipart_list(r, &app));
+    }
+
     switch (ngx_http_upload_parse_key(r, &key, &reason)) {
 
     case NGX_OK:
@@ -62,16 +82,11 @@ ngx_http_upload_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_POST))) {
-
-        /*
-         * A body on any other method is read and dropped: left unread it
-         * would be taken for the next request on the connection.
-         */
-
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (ngx_http_upload_arg_present(r, "uploads")
+        || ngx_http_upload_arg_present(r, "uploadId"))
+    {
+        return ngx_http_upload_pending(r,
+                   ngx_http_upload_multipart_handler(r, &app, &key));
     }
 
     switch (r->method) {
@@ -247,36 +262,40 @@ ngx_http_upload_put_ready(ngx_http_upload_ctx_t *ctx)
 
     ctx->streaming = 0;
 
+    ngx_http_finalize_request(r, ngx_http_upload_body_error(r, rc));
+}
+
+
+/* reading a body could not start: what nginx said, as a JSON error */
+
+ngx_int_t
+ngx_http_upload_body_error(ngx_http_request_t *r, ngx_int_t rc)
+{
     switch (rc) {
 
     case NGX_HTTP_BAD_REQUEST:
-        rc = ngx_http_upload_send_error(r, rc, "IncompleteBody",
-                                        "the request body is malformed or "
-                                        "incomplete");
-        break;
+        return ngx_http_upload_send_error(r, rc, "IncompleteBody",
+                                          "the request body is malformed or "
+                                          "incomplete");
 
     case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
-        rc = ngx_http_upload_send_error(r, rc, "EntityTooLarge",
-                                        "the body is larger than "
-                                        "upload_max_size");
-        break;
+        return ngx_http_upload_send_error(r, rc, "EntityTooLarge",
+                                          "the body is larger than "
+                                          "upload_max_size");
 
     case NGX_HTTP_INSUFFICIENT_STORAGE:
-        rc = ngx_http_upload_send_error(r, rc, "InsufficientStorage",
-                                        "the store is full");
-        break;
+        return ngx_http_upload_send_error(r, rc, "InsufficientStorage",
+                                          "the store is full");
 
     case NGX_HTTP_REQUEST_TIME_OUT:
     case NGX_HTTP_CLIENT_CLOSED_REQUEST:
-        break;
+        return rc;
 
     default:
-        rc = ngx_http_upload_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "InternalError",
-                                        "the upload could not be started");
+        return ngx_http_upload_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "InternalError",
+                                          "the upload could not be started");
     }
-
-    ngx_http_finalize_request(r, rc);
 }
 
 

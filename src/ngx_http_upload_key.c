@@ -201,6 +201,49 @@ ngx_http_upload_find_header(ngx_http_request_t *r, const char *name)
 }
 
 
+/*
+ * The raw value of "name=value"; NGX_DECLINED when absent, NGX_BUSY when
+ * given more than once (which one would count is ambiguous: refused).
+ */
+
+ngx_int_t
+ngx_http_upload_arg(ngx_http_request_t *r, const char *name, ngx_str_t *value)
+{
+    u_char      *p, *end, *arg;
+    size_t       len;
+    ngx_uint_t   found;
+
+    len = ngx_strlen(name);
+    p = r->args.data;
+    end = p + r->args.len;
+    found = 0;
+
+    while (p < end) {
+        arg = p;
+
+        while (p < end && *p != '&') {
+            p++;
+        }
+
+        if ((size_t) (p - arg) > len
+            && ngx_strncmp(arg, name, len) == 0
+            && arg[len] == '=')
+        {
+            if (found++) {
+                return NGX_BUSY;
+            }
+
+            value->data = arg + len + 1;
+            value->len = p - value->data;
+        }
+
+        p++;
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
 /* S3 marks requests with bare arguments: "?uploads", "?meta" */
 
 ngx_int_t

@@ -30,7 +30,6 @@ static ngx_int_t ngx_http_upload_object_command(ngx_http_request_t *r,
 static ngx_int_t ngx_http_upload_object_on_key(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key, const char *command,
     ngx_http_upload_redis_handler_pt handler);
-static ngx_int_t ngx_http_upload_redis_unavailable(ngx_http_request_t *r);
 static void ngx_http_upload_object_checked(ngx_http_request_t *r, void *data,
     redisReply *reply);
 static void ngx_http_upload_object_saved(ngx_http_request_t *r, void *data,
@@ -93,7 +92,7 @@ ngx_http_upload_object_command(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_upload_redis_unavailable(ngx_http_request_t *r)
 {
     return ngx_http_upload_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,

@@ -19,8 +19,6 @@ static ngx_int_t ngx_http_upload_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 static cJSON *ngx_http_upload_object_to_json(ngx_http_request_t *r,
     ngx_http_upload_object_t *obj);
-static ngx_int_t ngx_http_upload_add_string(cJSON *json, const char *name,
-    ngx_str_t *value);
 
 
 /*
@@ -307,8 +305,8 @@ ngx_http_upload_object_to_json(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_upload_add_string(cJSON *json, const char *name, ngx_str_t *value)
+ngx_int_t
+ngx_http_upload_add_string(void *json, const char *name, ngx_str_t *value)
 {
     char  *s;
     cJSON *item;

@@ -14,6 +14,7 @@ use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 
 our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist
+                 make_session
                  $HttpConfig $Files $PersistHttpConfig $PersistFiles);
 
 $ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
@@ -83,6 +84,42 @@ sub json_object {
            . length($body) . ',"etag":"' . $etag . '","sha256":"' . $sha
            . '"' . $extra . ',"url":"/files/' . $app . '/' . $url_key
            . "\"}\n";
+}
+
+# A sliced-upload session made directly in Redis, as the module lays it
+# out (docs/protocol.md), with "nparts" fake part records: for blocks that
+# need a known upload id.
+sub make_session {
+    my ($app, $key, $id, $nparts) = @_;
+    my $s = "upload:{$app}:mpu:$id";
+    my $now = time;
+
+    redis("del", $s, "$s:parts");
+    redis("hset", $s, "key", $key, "initiated", $now,
+          "expires", $now + 86400, "size", -1, "part_size", -1,
+          "sha256", "", "name", "", "content_type", "", "metadata", "",
+          "state", "open");
+    redis("expire", $s, 86400);
+    redis("zadd", "upload:{$app}:mpus", $now, $id);
+
+    for my $n (1 .. ($nparts // 0)) {
+        redis("hset", "$s:parts", $n, (100 + $n) . " " . md5_hex($n) . " "
+              . sha256_hex($n) . " $n.part");
+    }
+}
+
+# one redis-cli command, its output dropped (it is not TAP)
+sub redis {
+    my $pid = fork // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        exec "redis-cli", "-p", $ENV{TEST_NGINX_REDIS_PORT}, @_;
+        exit 127;
+    }
+
+    waitpid $pid, 0;
+    die "redis-cli @_: exit $?" if $?;
 }
 
 sub json_error {

@@ -1,0 +1,725 @@
+
+/*
+ * Copyright (C) ngx_http_upload_module developers
+ *
+ * Sliced-upload sessions in Redis.  All keys of an app share the hash tag
+ * "{<app>}", so every script below touches one Redis Cluster slot:
+ *
+ *     upload:{<app>}:mpu:<id>        hash: key, initiated, expires, size,
+ *                                    part_size, sha256, name, content_type,
+ *                                    metadata, state; with a TTL
+ *     upload:{<app>}:mpu:<id>:parts  hash: "<n>" -> "<size> <md5> <sha256>
+ *                                    <file>"; same TTL
+ *     upload:{<app>}:mpus            sorted set of the app's ids, by
+ *                                    initiation time (for listing)
+ *
+ * The part files live in "<store>/.upload-parts/<app>/<id>/".
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <openssl/rand.h>
+
+#include "ngx_http_upload_session.h"
+
+
+#define NGX_HTTP_UPLOAD_PARTS_DIR     ".upload-parts"
+#define NGX_HTTP_UPLOAD_LIST_MAX      1000
+
+
+typedef struct {
+    ngx_http_upload_session_t            *session;
+    ngx_http_upload_session_handler_pt    handler;
+} ngx_http_upload_session_req_t;
+
+
+static ngx_int_t ngx_http_upload_session_keys(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *id, ngx_str_t *keys);
+static ngx_int_t ngx_http_upload_session_eval(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session, const char *script, int nkeys,
+    ngx_str_t *keys, int nargs, ngx_str_t *args,
+    ngx_http_upload_redis_handler_pt reply_handler,
+    ngx_http_upload_session_handler_pt handler);
+static void ngx_http_upload_session_created(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_session_loaded(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_session_aborted(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_session_listed(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static ngx_int_t ngx_http_upload_session_fields(ngx_pool_t *pool,
+    ngx_http_upload_session_t *session, redisReply *hash);
+static ngx_int_t ngx_http_upload_session_parts(ngx_pool_t *pool,
+    ngx_array_t *parts, redisReply *hash);
+static ngx_int_t ngx_http_upload_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    redisReply *src);
+static int ngx_libc_cdecl ngx_http_upload_part_cmp(const void *one,
+    const void *two);
+
+
+static const char  ngx_http_upload_create_script[] =
+    "redis.call('HSET', KEYS[1], 'key', ARGV[1], 'initiated', ARGV[2], "
+    "  'expires', ARGV[2] + ARGV[3], 'size', ARGV[4], "
+    "  'part_size', ARGV[5], 'sha256', ARGV[6], 'name', ARGV[7], "
+    "  'content_type', ARGV[8], 'metadata', ARGV[9], 'state', 'open') "
+    "redis.call('EXPIRE', KEYS[1], ARGV[3]) "
+    "redis.call('ZADD', KEYS[3], ARGV[2], ARGV[10]) "
+    "return 1";
+
+static const char  ngx_http_upload_load_script[] =
+    "local s = redis.call('HGETALL', KEYS[1]) "
+    "if #s == 0 then return false end "
+    "return {s, redis.call('HGETALL', KEYS[2])}";
+
+/* the part files go with the session: their names are returned */
+static const char  ngx_http_upload_abort_script[] =
+    "local k = redis.call('HGET', KEYS[1], 'key') "
+    "if not k or k ~= ARGV[1] then return false end "
+    "local files = redis.call('HVALS', KEYS[2]) "
+    "redis.call('DEL', KEYS[1], KEYS[2]) "
+    "redis.call('ZREM', KEYS[3], ARGV[2]) "
+    "return files";
+
+/* expired sessions leave the sorted set as they are met */
+static const char  ngx_http_upload_list_script[] =
+    "local ids = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES') "
+    "local out = {} "
+    "for i = 1, #ids, 2 do "
+    "  local k = redis.call('HGET', ARGV[1] .. ids[i], 'key') "
+    "  if not k then "
+    "    redis.call('ZREM', KEYS[1], ids[i]) "
+    "  elseif string.sub(k, 1, #ARGV[2]) == ARGV[2] "
+    "         and #out < 3 * tonumber(ARGV[3]) then "
+    "    out[#out + 1] = k "
+    "    out[#out + 1] = ids[i] "
+    "    out[#out + 1] = ids[i + 1] "
+    "  end "
+    "end "
+    "return out";
+
+
+ngx_int_t
+ngx_http_upload_session_new_id(ngx_pool_t *pool, ngx_str_t *id)
+{
+    u_char     rnd[NGX_HTTP_UPLOAD_ID_BYTES];
+    ngx_str_t  src;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return NGX_ERROR;
+    }
+
+    id->data = ngx_pnalloc(pool, ngx_base64_encoded_length(sizeof(rnd)));
+    if (id->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.len = sizeof(rnd);
+    src.data = rnd;
+
+    ngx_encode_base64url(id, &src);
+
+    return NGX_OK;
+}
+
+
+/* an id from a client is used in Redis keys and in a directory name */
+
+ngx_int_t
+ngx_http_upload_session_valid_id(ngx_str_t *id)
+{
+    ngx_uint_t  i;
+    u_char      c;
+
+    if (id->len != NGX_HTTP_UPLOAD_ID_LEN) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < id->len; i++) {
+        c = id->data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_upload_session_dir(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *id, ngx_str_t *dir)
+{
+    ngx_http_upload_loc_conf_t  *ulcf;
+
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
+
+    dir->len = ulcf->store.len + sizeof("/" NGX_HTTP_UPLOAD_PARTS_DIR "//")
+               - 1 + app->len + id->len;
+
+    dir->data = ngx_pnalloc(r->pool, dir->len + 1);
+    if (dir->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(dir->data, "%V/" NGX_HTTP_UPLOAD_PARTS_DIR "/%V/%V%Z",
+                &ulcf->store, app, id);
+
+    return NGX_OK;
+}
+
+
+/* keys[0]: the session, keys[1]: its parts, keys[2]: the app's set */
+
+static ngx_int_t
+ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *id, ngx_str_t *keys)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, 3 * (sizeof("upload:{}:mpu::parts") - 1
+                                  + app->len + id->len));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    keys[0].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:mpu:%V", app, id);
+    keys[0].len = p - keys[0].data;
+
+    keys[1].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:mpu:%V:parts", app, id);
+    keys[1].len = p - keys[1].data;
+
+    keys[2].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:mpus", app);
+    keys[2].len = p - keys[2].data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_upload_session_eval(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session, const char *script, int nkeys,
+    ngx_str_t *keys, int nargs, ngx_str_t *args,
+    ngx_http_upload_redis_handler_pt reply_handler,
+    ngx_http_upload_session_handler_pt handler)
+{
+    int                             i, argc;
+    u_char                         *p;
+    size_t                         *argvlen;
+    const char                    **argv;
+    ngx_int_t                       rc;
+    ngx_http_upload_loc_conf_t     *ulcf;
+    ngx_http_upload_session_req_t  *req;
+
+    argc = 3 + nkeys + nargs;
+
+    argv = ngx_palloc(r->pool, argc * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, argc * sizeof(size_t));
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    req = ngx_palloc(r->pool, sizeof(ngx_http_upload_session_req_t));
+
+    if (argv == NULL || argvlen == NULL || p == NULL || req == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    req->session = session;
+    req->handler = handler;
+
+    argv[0] = "EVAL";
+    argvlen[0] = sizeof("EVAL") - 1;
+    argv[1] = script;
+    argvlen[1] = ngx_strlen(script);
+    argv[2] = (char *) p;
+    argvlen[2] = ngx_sprintf(p, "%d", nkeys) - p;
+
+    for (i = 0; i < nkeys; i++) {
+        argv[3 + i] = (char *) keys[i].data;
+        argvlen[3 + i] = keys[i].len;
+    }
+
+    for (i = 0; i < nargs; i++) {
+        argv[3 + nkeys + i] = args[i].len ? (char *) args[i].data : "";
+        argvlen[3 + nkeys + i] = args[i].len;
+    }
+
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
+
+    rc = ngx_http_upload_redis_command(r, ulcf->redis, ulcf->redis_timeout,
+                                       reply_handler, req, argc, argv,
+                                       argvlen);
+
+    if (rc == NGX_OK) {
+        return NGX_HTTP_UPLOAD_PENDING;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_upload_session_create(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler)
+{
+    u_char                      *p;
+    ngx_str_t                    keys[3], args[10];
+    ngx_http_upload_loc_conf_t  *ulcf;
+
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, 4 * NGX_OFF_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    session->initiated = ngx_time();
+    session->expires = session->initiated + ulcf->session_ttl;
+    ngx_str_set(&session->state, "open");
+
+    args[0] = session->key;
+
+    args[1].data = p;
+    p = ngx_sprintf(p, "%T", session->initiated);
+    args[1].len = p - args[1].data;
+
+    args[2].data = p;
+    p = ngx_sprintf(p, "%T", ulcf->session_ttl);
+    args[2].len = p - args[2].data;
+
+    args[3].data = p;
+    p = ngx_sprintf(p, "%O", session->size);
+    args[3].len = p - args[3].data;
+
+    args[4].data = p;
+    p = ngx_sprintf(p, "%O", session->part_size);
+    args[4].len = p - args[4].data;
+
+    args[5] = session->sha256;
+    args[6] = session->name;
+    args[7] = session->content_type;
+    args[8] = session->metadata;
+    args[9] = session->id;
+
+    return ngx_http_upload_session_eval(r, session,
+                                        ngx_http_upload_create_script,
+                                        3, keys, 10, args,
+                                        ngx_http_upload_session_created,
+                                        handler);
+}
+
+
+static void
+ngx_http_upload_session_created(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_session_req_t *req = data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        req->handler(r, req->session, NULL, NGX_ERROR);
+        return;
+    }
+
+    req->handler(r, req->session, NULL, NGX_OK);
+}
+
+
+/* the session with its parts, sorted by number; NGX_DECLINED: no such */
+
+ngx_int_t
+ngx_http_upload_session_load(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler)
+{
+    ngx_str_t  keys[3];
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_upload_session_eval(r, session,
+                                        ngx_http_upload_load_script,
+                                        2, keys, 0, NULL,
+                                        ngx_http_upload_session_loaded,
+                                        handler);
+}
+
+
+static void
+ngx_http_upload_session_loaded(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_session_req_t *req = data;
+
+    ngx_str_t                   key;
+    ngx_array_t                *parts;
+    ngx_http_upload_session_t  *session;
+
+    session = req->session;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        req->handler(r, session, NULL, NGX_ERROR);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        req->handler(r, session, NULL, NGX_DECLINED);
+        return;
+    }
+
+    /* an id is bound to one key: another key does not find it */
+
+    key = session->key;
+
+    parts = ngx_array_create(r->pool, 16, sizeof(ngx_http_upload_part_t));
+
+    if (parts == NULL
+        || ngx_http_upload_session_fields(r->pool, session,
+                                          reply->element[0]) != NGX_OK
+        || ngx_http_upload_session_parts(r->pool, parts, reply->element[1])
+           != NGX_OK)
+    {
+        req->handler(r, session, NULL, NGX_ERROR);
+        return;
+    }
+
+    if (session->key.len != key.len
+        || ngx_strncmp(session->key.data, key.data, key.len) != 0)
+    {
+        session->key = key;
+        req->handler(r, session, NULL, NGX_DECLINED);
+        return;
+    }
+
+    req->handler(r, session, parts, NGX_OK);
+}
+
+
+ngx_int_t
+ngx_http_upload_session_abort(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler)
+{
+    ngx_str_t  keys[3], args[2];
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    args[0] = session->key;
+    args[1] = session->id;
+
+    return ngx_http_upload_session_eval(r, session,
+                                        ngx_http_upload_abort_script,
+                                        3, keys, 2, args,
+                                        ngx_http_upload_session_aborted,
+                                        handler);
+}
+
+
+static void
+ngx_http_upload_session_aborted(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_session_req_t *req = data;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        req->handler(r, req->session, NULL, NGX_ERROR);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        req->handler(r, req->session, NULL, NGX_DECLINED);
+        return;
+    }
+
+    req->handler(r, req->session, NULL, NGX_OK);
+}
+
+
+/* the app's unfinished sessions whose key starts with "prefix" */
+
+ngx_int_t
+ngx_http_upload_session_list(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *prefix, ngx_http_upload_session_handler_pt handler)
+{
+    u_char                     *p;
+    ngx_str_t                   id, keys[3], args[3];
+    ngx_http_upload_session_t  *session;
+
+    session = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_session_t));
+    if (session == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    session->app = *app;
+
+    ngx_str_null(&id);
+
+    if (ngx_http_upload_session_keys(r, app, &id, keys) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* keys[0] is "upload:{<app>}:mpu:", the prefix of every session */
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    args[0] = keys[0];
+    args[1] = *prefix;
+    args[2].data = p;
+    args[2].len = ngx_sprintf(p, "%d", NGX_HTTP_UPLOAD_LIST_MAX) - p;
+
+    return ngx_http_upload_session_eval(r, session,
+                                        ngx_http_upload_list_script,
+                                        1, &keys[2], 3, args,
+                                        ngx_http_upload_session_listed,
+                                        handler);
+}
+
+
+static void
+ngx_http_upload_session_listed(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_session_req_t *req = data;
+
+    size_t                      i;
+    ngx_array_t                *list;
+    ngx_http_upload_session_t  *s;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        req->handler(r, req->session, NULL, NGX_ERROR);
+        return;
+    }
+
+    list = ngx_array_create(r->pool, reply->elements / 3 + 1,
+                            sizeof(ngx_http_upload_session_t));
+    if (list == NULL) {
+        req->handler(r, req->session, NULL, NGX_ERROR);
+        return;
+    }
+
+    for (i = 0; i + 2 < reply->elements; i += 3) {
+        s = ngx_array_push(list);
+        if (s == NULL) {
+            req->handler(r, req->session, NULL, NGX_ERROR);
+            return;
+        }
+
+        ngx_memzero(s, sizeof(ngx_http_upload_session_t));
+        s->app = req->session->app;
+
+        if (ngx_http_upload_copy(r->pool, &s->key, reply->element[i])
+            != NGX_OK
+            || ngx_http_upload_copy(r->pool, &s->id, reply->element[i + 1])
+               != NGX_OK)
+        {
+            req->handler(r, req->session, NULL, NGX_ERROR);
+            return;
+        }
+
+        if (reply->element[i + 2]->type == REDIS_REPLY_STRING) {
+            s->initiated = ngx_atotm((u_char *) reply->element[i + 2]->str,
+                                     reply->element[i + 2]->len);
+        }
+    }
+
+    req->handler(r, req->session, list, NGX_OK);
+}
+
+
+static ngx_int_t
+ngx_http_upload_session_fields(ngx_pool_t *pool,
+    ngx_http_upload_session_t *session, redisReply *hash)
+{
+    size_t       i;
+    ngx_str_t    value, *field;
+    redisReply  *f;
+
+    if (hash->type != REDIS_REPLY_ARRAY) {
+        return NGX_ERROR;
+    }
+
+    session->size = -1;
+    session->part_size = -1;
+
+    for (i = 0; i + 1 < hash->elements; i += 2) {
+        f = hash->element[i];
+
+        if (f->type != REDIS_REPLY_STRING
+            || ngx_http_upload_copy(pool, &value, hash->element[i + 1])
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        field = NULL;
+
+#define ngx_http_upload_field_is(name)                                        \
+        (f->len == sizeof(name) - 1 && ngx_strncmp(f->str, name, f->len) == 0)
+
+        if (ngx_http_upload_field_is("key")) {
+            field = &session->key;
+
+        } else if (ngx_http_upload_field_is("sha256")) {
+            field = &session->sha256;
+
+        } else if (ngx_http_upload_field_is("name")) {
+            field = &session->name;
+
+        } else if (ngx_http_upload_field_is("content_type")) {
+            field = &session->content_type;
+
+        } else if (ngx_http_upload_field_is("metadata")) {
+            field = &session->metadata;
+
+        } else if (ngx_http_upload_field_is("state")) {
+            field = &session->state;
+
+        } else if (ngx_http_upload_field_is("initiated")) {
+            session->initiated = ngx_atotm(value.data, value.len);
+
+        } else if (ngx_http_upload_field_is("expires")) {
+            session->expires = ngx_atotm(value.data, value.len);
+
+        } else if (ngx_http_upload_field_is("size") && value.len
+                   && value.data[0] != '-')
+        {
+            session->size = ngx_atoof(value.data, value.len);
+
+        } else if (ngx_http_upload_field_is("part_size") && value.len
+                   && value.data[0] != '-')
+        {
+            session->part_size = ngx_atoof(value.data, value.len);
+        }
+
+#undef ngx_http_upload_field_is
+
+        if (field) {
+            *field = value;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "<size> <md5> <sha256> <file>" by part number */
+
+static ngx_int_t
+ngx_http_upload_session_parts(ngx_pool_t *pool, ngx_array_t *parts,
+    redisReply *hash)
+{
+    u_char                  *p, *last, *field[4];
+    size_t                   i;
+    ngx_str_t                value;
+    ngx_uint_t               n;
+    ngx_http_upload_part_t  *part;
+
+    if (hash->type != REDIS_REPLY_ARRAY) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i + 1 < hash->elements; i += 2) {
+
+        if (ngx_http_upload_copy(pool, &value, hash->element[i + 1])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        p = value.data;
+        last = p + value.len;
+
+        for (n = 0; n < 4; n++) {
+            field[n] = p;
+
+            while (p < last && *p != ' ') {
+                p++;
+            }
+
+            if (n < 3 && p == last) {
+                return NGX_ERROR;
+            }
+
+            p++;
+        }
+
+        part = ngx_array_push(parts);
+        if (part == NULL) {
+            return NGX_ERROR;
+        }
+
+        part->number = ngx_atoi((u_char *) hash->element[i]->str,
+                                hash->element[i]->len);
+        part->size = ngx_atoof(field[0], field[1] - field[0] - 1);
+        part->md5.data = field[1];
+        part->md5.len = field[2] - field[1] - 1;
+        part->sha256.data = field[2];
+        part->sha256.len = field[3] - field[2] - 1;
+        part->file.data = field[3];
+        part->file.len = last - field[3];
+
+        if (part->number == (ngx_uint_t) NGX_ERROR || part->size < 0) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_qsort(parts->elts, parts->nelts, sizeof(ngx_http_upload_part_t),
+              ngx_http_upload_part_cmp);
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_upload_part_cmp(const void *one, const void *two)
+{
+    const ngx_http_upload_part_t  *a = one, *b = two;
+
+    return (a->number > b->number) - (a->number < b->number);
+}
+
+
+static ngx_int_t
+ngx_http_upload_copy(ngx_pool_t *pool, ngx_str_t *dst, redisReply *src)
+{
+    if (src->type != REDIS_REPLY_STRING) {
+        return NGX_ERROR;
+    }
+
+    dst->len = src->len;
+    dst->data = ngx_pnalloc(pool, src->len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->str, src->len);
+    dst->data[src->len] = '\0';
+
+    return NGX_OK;
+}

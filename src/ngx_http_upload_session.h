@@ -1,0 +1,74 @@
+
+/*
+ * Copyright (C) ngx_http_upload_module developers
+ */
+
+
+#ifndef _NGX_HTTP_UPLOAD_SESSION_H_INCLUDED_
+#define _NGX_HTTP_UPLOAD_SESSION_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_upload.h"
+
+
+/* 18 random bytes, base64url: 24 characters, 144 bits */
+#define NGX_HTTP_UPLOAD_ID_BYTES      18
+#define NGX_HTTP_UPLOAD_ID_LEN        24
+
+
+/* a sliced upload as kept in Redis */
+typedef struct {
+    ngx_str_t                     id;
+    ngx_str_t                     app;
+    ngx_str_t                     key;
+    off_t                         size;        /* -1: not declared */
+    off_t                         part_size;   /* -1: not declared */
+    ngx_str_t                     sha256;      /* hex, or empty */
+    ngx_str_t                     name;
+    ngx_str_t                     content_type;
+    ngx_str_t                     metadata;    /* JSON text, or empty */
+    ngx_str_t                     state;
+    time_t                        initiated;
+    time_t                        expires;
+} ngx_http_upload_session_t;
+
+
+typedef struct {
+    ngx_uint_t                    number;
+    off_t                         size;
+    ngx_str_t                     md5;
+    ngx_str_t                     sha256;
+    ngx_str_t                     file;
+} ngx_http_upload_part_t;
+
+
+typedef void (*ngx_http_upload_session_handler_pt)(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session, ngx_array_t *parts,
+    ngx_int_t status);
+
+
+ngx_int_t ngx_http_upload_session_new_id(ngx_pool_t *pool, ngx_str_t *id);
+ngx_int_t ngx_http_upload_session_valid_id(ngx_str_t *id);
+
+ngx_int_t ngx_http_upload_session_create(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler);
+ngx_int_t ngx_http_upload_session_load(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler);
+ngx_int_t ngx_http_upload_session_abort(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler);
+ngx_int_t ngx_http_upload_session_list(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *prefix,
+    ngx_http_upload_session_handler_pt handler);
+
+ngx_int_t ngx_http_upload_session_dir(ngx_http_request_t *r,
+    ngx_str_t *app, ngx_str_t *id, ngx_str_t *dir);
+
+
+#endif /* _NGX_HTTP_UPLOAD_SESSION_H_INCLUDED_ */
