@@ -71,6 +71,7 @@ typedef struct {
     ngx_str_t                     md5;
     ngx_str_t                     sha1;
     ngx_str_t                     sha256;
+    ngx_str_t                     etag;     /* a sliced upload's "<md5>-<n>" */
     time_t                        time;
 } ngx_http_upload_object_t;
 
@@ -127,6 +128,7 @@ struct ngx_http_upload_ctx_s {
     off_t                         size;
 
     ngx_uint_t                    hashes;
+    ngx_str_t                     etag;
     ngx_str_t                     expect_md5;
     ngx_str_t                     expect_sha256;
     u_char                        md5[NGX_HTTP_UPLOAD_MD5_LEN];
@@ -161,6 +163,14 @@ struct ngx_http_upload_ctx_s {
     unsigned                      committed:1;
 
     void                        (*redis_done)(ngx_http_upload_ctx_t *ctx);
+
+    /* what a commit records (Redis) and answers: an object or a part */
+    ngx_int_t                   (*record)(ngx_http_upload_ctx_t *ctx,
+                                    void (*done)(ngx_http_upload_ctx_t *ctx));
+    ngx_int_t                   (*reply)(ngx_http_upload_ctx_t *ctx);
+    void                         *session;
+    void                         *complete;
+    ngx_uint_t                    part_number;
 
     /* the commit steps after the body: fsync, record, rename */
     void                        (*step_work)(ngx_http_upload_ctx_t *ctx);
@@ -229,6 +239,13 @@ ngx_int_t ngx_http_upload_store_path(ngx_http_request_t *r,
 ssize_t ngx_http_upload_store_write(ngx_fd_t fd, u_char *buf, size_t size,
     off_t offset, ngx_err_t *err);
 void ngx_http_upload_store_writeback(ngx_http_upload_lane_t *lane);
+ngx_int_t ngx_http_upload_store_step(ngx_http_upload_ctx_t *ctx,
+    void (*work)(ngx_http_upload_ctx_t *ctx),
+    void (*done)(ngx_http_upload_ctx_t *ctx));
+void ngx_http_upload_store_sync(ngx_http_upload_ctx_t *ctx);
+void ngx_http_upload_store_publish(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_store_fail(ngx_http_upload_ctx_t *ctx);
+void ngx_http_upload_store_remove_dir(ngx_http_upload_ctx_t *ctx);
 
 /* ngx_http_upload_reply.c */
 void ngx_http_upload_refuse_body(ngx_http_request_t *r);
@@ -236,11 +253,17 @@ ngx_int_t ngx_http_upload_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_upload_send_json(ngx_http_request_t *r,
     ngx_uint_t status, void *json);
+ngx_int_t ngx_http_upload_json_text(ngx_pool_t *pool, void *json,
+    ngx_str_t *text);
+ngx_int_t ngx_http_upload_send_text(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *text);
 ngx_int_t ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_object_url(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key, ngx_str_t *url);
 ngx_int_t ngx_http_upload_add_string(void *json, const char *name,
     ngx_str_t *value);
+ngx_int_t ngx_http_upload_set_header(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_upload_reply_object(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_upload_object_t *obj);
 void ngx_http_upload_finalize(ngx_http_request_t *r, ngx_int_t rc);
@@ -261,9 +284,15 @@ ngx_int_t ngx_http_upload_multipart_handler(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key);
 ngx_int_t ngx_http_upload_multipart_list(ngx_http_request_t *r,
     ngx_str_t *app);
+ngx_int_t ngx_http_upload_no_such_upload(ngx_http_request_t *r);
+ngx_int_t ngx_http_upload_request_ctx(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *key, ngx_http_upload_ctx_t **ctxp);
 
 /* ngx_http_upload_handler.c */
 ngx_int_t ngx_http_upload_body_error(ngx_http_request_t *r, ngx_int_t rc);
+ngx_int_t ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx,
+    const char **reason);
+void ngx_http_upload_put_ready(ngx_http_upload_ctx_t *ctx);
 
 
 #endif /* _NGX_HTTP_UPLOAD_H_INCLUDED_ */

@@ -247,6 +247,7 @@ ngx_http_upload_digest_hex(ngx_pool_t *pool, ngx_http_upload_ctx_t *ctx,
 
     ngx_str_null(&obj->md5);
     ngx_str_null(&obj->sha1);
+    obj->etag = ctx->etag;
 
     p = ngx_pnalloc(pool, 2 * (NGX_HTTP_UPLOAD_MD5_LEN
                                + NGX_HTTP_UPLOAD_SHA1_LEN

@@ -16,9 +16,6 @@
 
 static ngx_int_t ngx_http_upload_put(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key);
-static ngx_int_t ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx,
-    const char **reason);
-static void ngx_http_upload_put_ready(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_is_form(ngx_http_request_t *r);
 static ngx_int_t ngx_http_upload_redirect(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key);
@@ -179,6 +176,8 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
     ctx->key = *key;
     ctx->hashes = ulcf->hashes;
     ctx->fd = NGX_INVALID_FILE;
+    ctx->record = ngx_http_upload_object_save;
+    ctx->reply = ngx_http_upload_reply_stored;
 
     rc = ngx_http_upload_put_digests(ctx, &reason);
 
@@ -205,7 +204,7 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
 
 /* the digests the client announces: checked once the body is in */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx, const char **reason)
 {
     ngx_int_t            rc;
@@ -244,7 +243,7 @@ ngx_http_upload_put_digests(ngx_http_upload_ctx_t *ctx, const char **reason)
 
 /* Redis answered: read the body (this is when "100 Continue" goes out) */
 
-static void
+void
 ngx_http_upload_put_ready(ngx_http_upload_ctx_t *ctx)
 {
     ngx_int_t            rc;

@@ -15,6 +15,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <cjson/cJSON.h>
+#include <openssl/rand.h>
 
 #include "ngx_http_upload_session.h"
 
@@ -25,8 +26,6 @@
 #define NGX_HTTP_UPLOAD_PAGE_MAX      1000
 
 
-static ngx_int_t ngx_http_upload_multipart_ctx(ngx_http_request_t *r,
-    ngx_str_t *app, ngx_str_t *key, ngx_http_upload_ctx_t **ctxp);
 static ngx_int_t ngx_http_upload_multipart_id(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key, ngx_http_upload_session_t **sp);
 static void ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx);
@@ -34,7 +33,7 @@ static ngx_int_t ngx_http_upload_initiate_parse(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, u_char *json, size_t len,
     const char **code, const char **message);
 static ngx_int_t ngx_http_upload_json_size(cJSON *item, off_t *size);
-static ngx_int_t ngx_http_upload_json_text(ngx_pool_t *pool, cJSON *item,
+static ngx_int_t ngx_http_upload_json_string(ngx_pool_t *pool, cJSON *item,
     ngx_str_t *text);
 static void ngx_http_upload_initiated(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, ngx_array_t *parts,
@@ -45,6 +44,7 @@ static void ngx_http_upload_parts_listed(ngx_http_request_t *r,
 static void ngx_http_upload_aborted(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, ngx_array_t *parts,
     ngx_int_t status);
+static void ngx_http_upload_aborted_done(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_sessions_listed(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, ngx_array_t *list,
     ngx_int_t status);
@@ -54,6 +54,11 @@ static cJSON *ngx_http_upload_session_json(ngx_http_request_t *r,
     ngx_http_upload_session_t *session);
 static ngx_int_t ngx_http_upload_pending_rc(ngx_http_request_t *r,
     ngx_int_t rc);
+static ngx_int_t ngx_http_upload_part_put(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session);
+static ngx_int_t ngx_http_upload_part_number(ngx_http_request_t *r,
+    ngx_uint_t *number, const char **reason);
+static ngx_int_t ngx_http_upload_reply_part(ngx_http_upload_ctx_t *ctx);
 
 
 ngx_int_t
@@ -73,7 +78,7 @@ ngx_http_upload_multipart_handler(ngx_http_request_t *r, ngx_str_t *app,
                                               "with POST <key>?uploads");
         }
 
-        rc = ngx_http_upload_multipart_ctx(r, app, key, &ctx);
+        rc = ngx_http_upload_request_ctx(r, app, key, &ctx);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -99,12 +104,25 @@ ngx_http_upload_multipart_handler(ngx_http_request_t *r, ngx_str_t *app,
 
     switch (r->method) {
 
+    case NGX_HTTP_PUT:
+        return ngx_http_upload_part_put(r, session);
+
+    case NGX_HTTP_POST:
+        return ngx_http_upload_complete(r, session);
+
     case NGX_HTTP_GET:
         rc = ngx_http_upload_session_load(r, session,
                                           ngx_http_upload_parts_listed);
         break;
 
     case NGX_HTTP_DELETE:
+        rc = ngx_http_upload_request_ctx(r, app, key, &ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ctx->session = session;
+
         rc = ngx_http_upload_session_abort(r, session,
                                            ngx_http_upload_aborted);
         break;
@@ -112,9 +130,10 @@ ngx_http_upload_multipart_handler(ngx_http_request_t *r, ngx_str_t *app,
     default:
         return ngx_http_upload_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                           "MethodNotAllowed",
-                                          "use GET to list the parts of a "
-                                          "sliced upload, DELETE to abort "
-                                          "it");
+                                          "use PUT with partNumber to "
+                                          "upload a part, GET to list the "
+                                          "parts, POST to complete, DELETE "
+                                          "to abort");
     }
 
     return ngx_http_upload_session_status(r, rc);
@@ -159,8 +178,8 @@ ngx_http_upload_multipart_list(ngx_http_request_t *r, ngx_str_t *app)
 }
 
 
-static ngx_int_t
-ngx_http_upload_multipart_ctx(ngx_http_request_t *r, ngx_str_t *app,
+ngx_int_t
+ngx_http_upload_request_ctx(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key, ngx_http_upload_ctx_t **ctxp)
 {
     ngx_http_upload_ctx_t  *ctx;
@@ -360,7 +379,7 @@ ngx_http_upload_initiate_parse(ngx_http_request_t *r,
     }
 
     item = cJSON_GetObjectItemCaseSensitive(root, "name");
-    if (item && ngx_http_upload_json_text(r->pool, item, &session->name)
+    if (item && ngx_http_upload_json_string(r->pool, item, &session->name)
                 != NGX_OK)
     {
         *message = "\"name\" must be a string of at most 1024 bytes";
@@ -369,7 +388,7 @@ ngx_http_upload_initiate_parse(ngx_http_request_t *r,
 
     item = cJSON_GetObjectItemCaseSensitive(root, "content_type");
     if (item
-        && ngx_http_upload_json_text(r->pool, item, &session->content_type)
+        && ngx_http_upload_json_string(r->pool, item, &session->content_type)
            != NGX_OK)
     {
         *message = "\"content_type\" must be a string of at most 1024 bytes";
@@ -446,7 +465,7 @@ ngx_http_upload_json_size(cJSON *item, off_t *size)
 
 
 static ngx_int_t
-ngx_http_upload_json_text(ngx_pool_t *pool, cJSON *item, ngx_str_t *text)
+ngx_http_upload_json_string(ngx_pool_t *pool, cJSON *item, ngx_str_t *text)
 {
     size_t  len;
 
@@ -627,6 +646,8 @@ ngx_http_upload_aborted(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, ngx_array_t *parts,
     ngx_int_t status)
 {
+    ngx_http_upload_ctx_t  *ctx;
+
     if (status != NGX_OK) {
         ngx_http_finalize_request(r,
                                   ngx_http_upload_session_status(r, status));
@@ -636,6 +657,31 @@ ngx_http_upload_aborted(ngx_http_request_t *r,
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "upload: sliced upload %V of \"%V/%V\" aborted",
                   &session->id, &session->app, &session->key);
+
+    /* the records are gone: the part files go too, off the event loop */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_upload_module);
+
+    if (ngx_http_upload_session_dir(r, &session->app, &session->id,
+                                    &ctx->path)
+        != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_upload_finalize(r, ngx_http_upload_store_step(ctx,
+                                    ngx_http_upload_store_remove_dir,
+                                    ngx_http_upload_aborted_done));
+}
+
+
+static void
+ngx_http_upload_aborted_done(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     r->headers_out.status = NGX_HTTP_NO_CONTENT;
     r->headers_out.content_length_n = 0;
@@ -715,11 +761,7 @@ ngx_http_upload_session_status(ngx_http_request_t *r, ngx_int_t status)
         return ngx_http_upload_pending_rc(r, status);
 
     case NGX_DECLINED:
-        return ngx_http_upload_send_error(r, NGX_HTTP_NOT_FOUND,
-                                          "NoSuchUpload",
-                                          "no sliced upload has this id for "
-                                          "this key (it may have expired, "
-                                          "completed or been aborted)");
+        return ngx_http_upload_no_such_upload(r);
 
     case NGX_ERROR:
     case NGX_HTTP_SERVICE_UNAVAILABLE:
@@ -728,6 +770,16 @@ ngx_http_upload_session_status(ngx_http_request_t *r, ngx_int_t status)
     default:
         return status;
     }
+}
+
+
+ngx_int_t
+ngx_http_upload_no_such_upload(ngx_http_request_t *r)
+{
+    return ngx_http_upload_send_error(r, NGX_HTTP_NOT_FOUND, "NoSuchUpload",
+                                      "no sliced upload has this id for "
+                                      "this key (it may have expired, "
+                                      "completed or been aborted)");
 }
 
 
@@ -782,6 +834,179 @@ ngx_http_upload_session_json(ngx_http_request_t *r,
     }
 
     return json;
+}
+
+
+/*
+ * PUT <key>?uploadId=<id>&partNumber=<n>: the body streams into the part's
+ * own file, named "<n>.<random>" in the session's directory, so that a
+ * part replaced while a reader looks at the session is never torn.
+ */
+
+static ngx_int_t
+ngx_http_upload_part_put(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session)
+{
+    u_char                      *p, rnd[8];
+    ngx_int_t                    rc;
+    ngx_str_t                    dir;
+    ngx_uint_t                   number;
+    const char                  *reason;
+    ngx_http_upload_ctx_t       *ctx;
+    ngx_http_upload_loc_conf_t  *ulcf;
+
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
+
+    if (ngx_http_upload_part_number(r, &number, &reason) != NGX_OK) {
+        return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "InvalidArgument", reason);
+    }
+
+    if (r->headers_in.content_length_n > ulcf->max_part_size) {
+        return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "EntityTooLarge",
+                                          "the part is larger than "
+                                          "upload_max_part_size");
+    }
+
+    rc = ngx_http_upload_request_ctx(r, &session->app, &session->key, &ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->session = session;
+    ctx->part_number = number;
+
+    /* a part's etag is its MD5, as in S3; SHA-256 is always computed */
+    ctx->hashes = ulcf->hashes | NGX_HTTP_UPLOAD_MD5;
+
+    ctx->record = ngx_http_upload_part_record;
+    ctx->reply = ngx_http_upload_reply_part;
+
+    rc = ngx_http_upload_put_digests(ctx, &reason);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "InvalidDigest", reason);
+    }
+
+    if (rc != NGX_OK
+        || ngx_http_upload_session_dir(r, &session->app, &session->id, &dir)
+           != NGX_OK
+        || RAND_bytes(rnd, sizeof(rnd)) != 1)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->path.len = dir.len + 1 + NGX_INT_T_LEN + 1 + 2 * sizeof(rnd);
+    ctx->path.data = ngx_pnalloc(r->pool, ctx->path.len + 1);
+    if (ctx->path.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(ctx->path.data, "%V/%ui.", &dir, number);
+    p = ngx_hex_dump(p, rnd, sizeof(rnd));
+    *p = '\0';
+
+    ctx->path.len = p - ctx->path.data;
+    ctx->temp = ctx->path;
+
+    /* the body is read only if the session is open */
+
+    return ngx_http_upload_session_status(r,
+               ngx_http_upload_session_check(ctx, ngx_http_upload_put_ready));
+}
+
+
+static ngx_int_t
+ngx_http_upload_part_number(ngx_http_request_t *r, ngx_uint_t *number,
+    const char **reason)
+{
+    ngx_int_t                    n;
+    ngx_str_t                    value;
+    ngx_http_upload_loc_conf_t  *ulcf;
+
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
+
+    switch (ngx_http_upload_arg(r, "partNumber", &value)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_BUSY:
+        *reason = "\"partNumber\" is given twice";
+        return NGX_DECLINED;
+
+    default:
+        *reason = "a part needs \"partNumber\"";
+        return NGX_DECLINED;
+    }
+
+    /* digits only, no sign, no leading zero */
+
+    n = (value.len && value.len <= 6 && value.data[0] != '0')
+        ? ngx_atoi(value.data, value.len) : NGX_ERROR;
+
+    if (n == NGX_ERROR || n < 1 || (ngx_uint_t) n > ulcf->max_parts) {
+        *reason = "\"partNumber\" must be a number from 1 to "
+                  "upload_max_parts";
+        return NGX_DECLINED;
+    }
+
+    *number = n;
+
+    return NGX_OK;
+}
+
+
+/* {"part_number", "size", "etag", "sha256"} and the ETag header */
+
+static ngx_int_t
+ngx_http_upload_reply_part(ngx_http_upload_ctx_t *ctx)
+{
+    u_char                    *p;
+    cJSON                     *json;
+    ngx_str_t                  etag;
+    ngx_http_request_t        *r;
+    ngx_http_upload_object_t   obj;
+
+    r = ctx->request;
+
+    if (ngx_http_upload_digest_hex(r->pool, ctx, &obj) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    etag.len = obj.md5.len + 2;
+    etag.data = ngx_pnalloc(r->pool, etag.len);
+    if (etag.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = etag.data;
+    *p++ = '"';
+    p = ngx_cpymem(p, obj.md5.data, obj.md5.len);
+    *p = '"';
+
+    if (ngx_http_upload_set_header(r, "ETag", &etag) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    json = cJSON_CreateObject();
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (cJSON_AddNumberToObject(json, "part_number",
+                                (double) ctx->part_number) == NULL
+        || cJSON_AddNumberToObject(json, "size", (double) ctx->size) == NULL
+        || ngx_http_upload_add_string(json, "etag", &obj.md5) != NGX_OK
+        || ngx_http_upload_add_string(json, "sha256", &obj.sha256) != NGX_OK)
+    {
+        cJSON_Delete(json);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_upload_send_json(r, NGX_HTTP_OK, json);
 }
 
 

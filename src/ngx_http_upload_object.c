@@ -46,7 +46,8 @@ static void ngx_http_upload_object_remove_dirs(ngx_http_request_t *r,
 static const char  ngx_http_upload_save_script[] =
     "redis.call('DEL', KEYS[1]) "
     "redis.call('HSET', KEYS[1], 'size', ARGV[1], 'md5', ARGV[2], "
-               "'sha1', ARGV[3], 'sha256', ARGV[4], 'time', ARGV[5]) "
+               "'sha1', ARGV[3], 'sha256', ARGV[4], 'etag', ARGV[5], "
+               "'time', ARGV[6]) "
     "return 1";
 
 
@@ -142,9 +143,9 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     void (*saved)(ngx_http_upload_ctx_t *ctx))
 {
     u_char                    *p;
-    size_t                     argvlen[9];
+    size_t                     argvlen[10];
     ngx_str_t                  rkey;
-    const char                *argv[9];
+    const char                *argv[10];
     ngx_http_request_t        *r;
     ngx_http_upload_object_t   obj;
 
@@ -183,14 +184,17 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     argv[7] = (char *) obj.sha256.data;
     argvlen[7] = obj.sha256.len;
 
-    argv[8] = (char *) p;
+    argv[8] = obj.etag.len ? (char *) obj.etag.data : "";
+    argvlen[8] = obj.etag.len;
+
+    argv[9] = (char *) p;
     p = ngx_sprintf(p, "%T", ngx_time());
-    argvlen[8] = p - (u_char *) argv[8];
+    argvlen[9] = p - (u_char *) argv[9];
 
     ctx->redis_done = saved;
 
     return ngx_http_upload_object_command(r, ngx_http_upload_object_saved,
-                                          ctx, 9, argv, argvlen);
+                                          ctx, 10, argv, argvlen);
 }
 
 
@@ -316,6 +320,9 @@ ngx_http_upload_object_meta_reply(ngx_http_request_t *r, void *data,
 
         } else if (f->len == 4 && ngx_strncmp(f->str, "sha1", 4) == 0) {
             field = &obj.sha1;
+
+        } else if (f->len == 4 && ngx_strncmp(f->str, "etag", 4) == 0) {
+            field = &obj.etag;
 
         } else if (f->len == 6 && ngx_strncmp(f->str, "sha256", 6) == 0) {
             field = &obj.sha256;

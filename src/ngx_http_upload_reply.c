@@ -15,8 +15,6 @@
 #include "ngx_http_upload.h"
 
 
-static ngx_int_t ngx_http_upload_add_header(ngx_http_request_t *r,
-    const char *name, ngx_str_t *value);
 static cJSON *ngx_http_upload_object_to_json(ngx_http_request_t *r,
     ngx_http_upload_object_t *obj);
 
@@ -106,36 +104,72 @@ ngx_int_t
 ngx_http_upload_send_json(ngx_http_request_t *r, ngx_uint_t status,
     void *json)
 {
-    char         *text;
-    size_t        len;
+    ngx_str_t  text;
+
+    if (ngx_http_upload_json_text(r->pool, json, &text) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_upload_send_text(r, status, &text);
+}
+
+
+/* prints and frees "json", into the pool, with a final newline */
+
+ngx_int_t
+ngx_http_upload_json_text(ngx_pool_t *pool, void *json, ngx_str_t *text)
+{
+    char    *s;
+    size_t   len;
+
+    s = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(s);
+
+    text->data = ngx_pnalloc(pool, len + 1);
+    if (text->data == NULL) {
+        cJSON_free(s);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(text->data, s, len);
+    text->data[len] = '\n';
+    text->len = len + 1;
+
+    cJSON_free(s);
+
+    return NGX_OK;
+}
+
+
+/* a JSON answer already printed (one remembered in Redis, say) */
+
+ngx_int_t
+ngx_http_upload_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *text)
+{
     ngx_buf_t    *b;
     ngx_int_t     rc;
     ngx_chain_t   out;
 
-    text = cJSON_PrintUnformatted(json);
-    cJSON_Delete(json);
-
-    if (text == NULL) {
-        return NGX_ERROR;
-    }
-
-    len = ngx_strlen(text);
-
-    b = ngx_create_temp_buf(r->pool, len + 1);
+    b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
-        cJSON_free(text);
         return NGX_ERROR;
     }
 
-    b->last = ngx_cpymem(b->last, text, len);
-    *b->last++ = '\n';
-    cJSON_free(text);
-
+    b->memory = 1;
+    b->pos = text->data;
+    b->last = text->data + text->len;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
     r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_length_n = text->len;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
@@ -171,7 +205,10 @@ ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx)
 }
 
 
-/* the etag is the MD5 when it was computed, else the SHA-256 */
+/*
+ * The etag: a sliced upload's "<md5 of the part md5s>-<parts>", else the
+ * MD5 when it was computed, else the SHA-256
+ */
 
 ngx_int_t
 ngx_http_upload_reply_object(ngx_http_request_t *r, ngx_uint_t status,
@@ -181,7 +218,8 @@ ngx_http_upload_reply_object(ngx_http_request_t *r, ngx_uint_t status,
     cJSON      *json;
     ngx_str_t  *etag, value;
 
-    etag = obj->md5.len ? &obj->md5 : &obj->sha256;
+    etag = obj->etag.len ? &obj->etag
+                         : (obj->md5.len ? &obj->md5 : &obj->sha256);
 
     value.len = etag->len + 2;
     value.data = ngx_pnalloc(r->pool, value.len);
@@ -194,7 +232,7 @@ ngx_http_upload_reply_object(ngx_http_request_t *r, ngx_uint_t status,
     p = ngx_cpymem(p, etag->data, etag->len);
     *p = '"';
 
-    if (ngx_http_upload_add_header(r, "ETag", &value) != NGX_OK) {
+    if (ngx_http_upload_set_header(r, "ETag", &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -208,14 +246,14 @@ ngx_http_upload_reply_object(ngx_http_request_t *r, ngx_uint_t status,
 
         value.len = ngx_sprintf(value.data, "%O", obj->size) - value.data;
 
-        if (ngx_http_upload_add_header(r, "X-Upload-Size", &value) != NGX_OK
-            || ngx_http_upload_add_header(r, "X-Upload-Sha256", &obj->sha256)
+        if (ngx_http_upload_set_header(r, "X-Upload-Size", &value) != NGX_OK
+            || ngx_http_upload_set_header(r, "X-Upload-Sha256", &obj->sha256)
                != NGX_OK
             || (obj->md5.len
-                && ngx_http_upload_add_header(r, "X-Upload-Md5", &obj->md5)
+                && ngx_http_upload_set_header(r, "X-Upload-Md5", &obj->md5)
                    != NGX_OK)
             || (obj->sha1.len
-                && ngx_http_upload_add_header(r, "X-Upload-Sha1", &obj->sha1)
+                && ngx_http_upload_set_header(r, "X-Upload-Sha1", &obj->sha1)
                    != NGX_OK))
         {
             return NGX_ERROR;
@@ -283,8 +321,9 @@ ngx_http_upload_object_to_json(ngx_http_request_t *r,
         || ngx_http_upload_add_string(json, "app", &obj->app) != NGX_OK
         || cJSON_AddNumberToObject(json, "size", (double) obj->size) == NULL
         || ngx_http_upload_add_string(json, "etag",
-                                      obj->md5.len ? &obj->md5
-                                                   : &obj->sha256)
+                                      obj->etag.len ? &obj->etag
+                                      : (obj->md5.len ? &obj->md5
+                                                      : &obj->sha256))
            != NGX_OK
         || ngx_http_upload_add_string(json, "sha256", &obj->sha256) != NGX_OK
         || (obj->md5.len
@@ -334,8 +373,8 @@ ngx_http_upload_add_string(void *json, const char *name, ngx_str_t *value)
 }
 
 
-static ngx_int_t
-ngx_http_upload_add_header(ngx_http_request_t *r, const char *name,
+ngx_int_t
+ngx_http_upload_set_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {
     ngx_table_elt_t  *h;

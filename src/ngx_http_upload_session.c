@@ -50,6 +50,19 @@ static void ngx_http_upload_session_aborted(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_listed(ngx_http_request_t *r,
     void *data, redisReply *reply);
+static void ngx_http_upload_session_checked(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_part_recorded(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_session_begun(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_session_finished(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_session_ignore(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static ngx_int_t ngx_http_upload_session_redis(ngx_http_request_t *r,
+    const char *script, int nkeys, ngx_str_t *keys, int nargs,
+    ngx_str_t *args, ngx_http_upload_redis_handler_pt handler, void *data);
 static ngx_int_t ngx_http_upload_session_fields(ngx_pool_t *pool,
     ngx_http_upload_session_t *session, redisReply *hash);
 static ngx_int_t ngx_http_upload_session_parts(ngx_pool_t *pool,
@@ -82,6 +95,61 @@ static const char  ngx_http_upload_abort_script[] =
     "redis.call('DEL', KEYS[1], KEYS[2]) "
     "redis.call('ZREM', KEYS[3], ARGV[2]) "
     "return files";
+
+/* a part may come only while the session is open, for its key */
+static const char  ngx_http_upload_check_script[] =
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
+    "if s[1] ~= ARGV[1] or s[2] ~= 'open' then return 0 end "
+    "return 1";
+
+/*
+ * Records a part, with the same check, and refreshes the session's TTL.
+ * The replaced record comes back: its file is then removed.  A reader of
+ * the session sees the old part or the new one, each in its own file.
+ */
+static const char  ngx_http_upload_part_script[] =
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
+    "if s[1] ~= ARGV[1] or s[2] ~= 'open' then return false end "
+    "local old = redis.call('HGET', KEYS[2], ARGV[2]) "
+    "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) "
+    "redis.call('HSET', KEYS[1], 'expires', ARGV[5]) "
+    "redis.call('EXPIRE', KEYS[1], ARGV[4]) "
+    "redis.call('EXPIRE', KEYS[2], ARGV[4]) "
+    "return old or ''";
+
+/*
+ * The start of a complete.  A complete that already finished with the
+ * same list of parts is answered again from its remembered result; one
+ * in progress makes the caller wait; else the session is taken out of
+ * reach of further parts ("completing") and handed over with its parts.
+ */
+static const char  ngx_http_upload_begin_script[] =
+    "local d = redis.call('HMGET', KEYS[3], 'list', 'result') "
+    "if d[1] then "
+    "  if d[1] == ARGV[2] then return {'done', d[2]} end "
+    "  return false "
+    "end "
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
+    "if s[1] ~= ARGV[1] then return false end "
+    "if s[2] == 'completing' then return {'busy'} end "
+    "redis.call('HSET', KEYS[1], 'state', 'completing') "
+    "return {'go', redis.call('HGETALL', KEYS[1]), "
+    "        redis.call('HGETALL', KEYS[2])}";
+
+/* a complete that failed gives the session back to its client */
+static const char  ngx_http_upload_reopen_script[] =
+    "if redis.call('HGET', KEYS[1], 'state') == 'completing' then "
+    "  redis.call('HSET', KEYS[1], 'state', 'open') "
+    "end "
+    "return 1";
+
+/* the object is stored: the session goes, its result stays a while */
+static const char  ngx_http_upload_finish_script[] =
+    "redis.call('DEL', KEYS[1], KEYS[2]) "
+    "redis.call('ZREM', KEYS[4], ARGV[3]) "
+    "redis.call('HSET', KEYS[3], 'list', ARGV[1], 'result', ARGV[2]) "
+    "redis.call('EXPIRE', KEYS[3], 3600) "
+    "return 1";
 
 /* expired sessions leave the sorted set as they are met */
 static const char  ngx_http_upload_list_script[] =
@@ -174,7 +242,10 @@ ngx_http_upload_session_dir(ngx_http_request_t *r, ngx_str_t *app,
 }
 
 
-/* keys[0]: the session, keys[1]: its parts, keys[2]: the app's set */
+/*
+ * keys[0]: the session, keys[1]: its parts, keys[2]: the app's set,
+ * keys[3]: the remembered result of its complete
+ */
 
 static ngx_int_t
 ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
@@ -182,7 +253,7 @@ ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
 {
     u_char  *p;
 
-    p = ngx_pnalloc(r->pool, 3 * (sizeof("upload:{}:mpu::parts") - 1
+    p = ngx_pnalloc(r->pool, 4 * (sizeof("upload:{}:mpu::parts") - 1
                                   + app->len + id->len));
     if (p == NULL) {
         return NGX_ERROR;
@@ -200,6 +271,10 @@ ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
     p = ngx_sprintf(p, "upload:{%V}:mpus", app);
     keys[2].len = p - keys[2].data;
 
+    keys[3].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:mpu:%V:done", app, id);
+    keys[3].len = p - keys[3].data;
+
     return NGX_OK;
 }
 
@@ -211,27 +286,44 @@ ngx_http_upload_session_eval(ngx_http_request_t *r,
     ngx_http_upload_redis_handler_pt reply_handler,
     ngx_http_upload_session_handler_pt handler)
 {
-    int                             i, argc;
-    u_char                         *p;
-    size_t                         *argvlen;
-    const char                    **argv;
-    ngx_int_t                       rc;
-    ngx_http_upload_loc_conf_t     *ulcf;
     ngx_http_upload_session_req_t  *req;
+
+    req = ngx_palloc(r->pool, sizeof(ngx_http_upload_session_req_t));
+    if (req == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    req->session = session;
+    req->handler = handler;
+
+    return ngx_http_upload_session_redis(r, script, nkeys, keys, nargs, args,
+                                         reply_handler, req);
+}
+
+
+/* EVAL script nkeys keys... args...: NGX_HTTP_UPLOAD_PENDING or a status */
+
+static ngx_int_t
+ngx_http_upload_session_redis(ngx_http_request_t *r, const char *script,
+    int nkeys, ngx_str_t *keys, int nargs, ngx_str_t *args,
+    ngx_http_upload_redis_handler_pt handler, void *data)
+{
+    int                           i, argc;
+    u_char                       *p;
+    size_t                       *argvlen;
+    ngx_int_t                     rc;
+    const char                  **argv;
+    ngx_http_upload_loc_conf_t   *ulcf;
 
     argc = 3 + nkeys + nargs;
 
     argv = ngx_palloc(r->pool, argc * sizeof(char *));
     argvlen = ngx_palloc(r->pool, argc * sizeof(size_t));
     p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    req = ngx_palloc(r->pool, sizeof(ngx_http_upload_session_req_t));
 
-    if (argv == NULL || argvlen == NULL || p == NULL || req == NULL) {
+    if (argv == NULL || argvlen == NULL || p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    req->session = session;
-    req->handler = handler;
 
     argv[0] = "EVAL";
     argvlen[0] = sizeof("EVAL") - 1;
@@ -253,8 +345,7 @@ ngx_http_upload_session_eval(ngx_http_request_t *r,
     ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
 
     rc = ngx_http_upload_redis_command(r, ulcf->redis, ulcf->redis_timeout,
-                                       reply_handler, req, argc, argv,
-                                       argvlen);
+                                       handler, data, argc, argv, argvlen);
 
     if (rc == NGX_OK) {
         return NGX_HTTP_UPLOAD_PENDING;
@@ -274,7 +365,7 @@ ngx_http_upload_session_create(ngx_http_request_t *r,
     ngx_http_upload_session_handler_pt handler)
 {
     u_char                      *p;
-    ngx_str_t                    keys[3], args[10];
+    ngx_str_t                    keys[4], args[10];
     ngx_http_upload_loc_conf_t  *ulcf;
 
     ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
@@ -348,7 +439,7 @@ ngx_http_upload_session_load(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler)
 {
-    ngx_str_t  keys[3];
+    ngx_str_t  keys[4];
 
     if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
         != NGX_OK)
@@ -419,7 +510,7 @@ ngx_http_upload_session_abort(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler)
 {
-    ngx_str_t  keys[3], args[2];
+    ngx_str_t  keys[4], args[2];
 
     if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
         != NGX_OK)
@@ -465,7 +556,7 @@ ngx_http_upload_session_list(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *prefix, ngx_http_upload_session_handler_pt handler)
 {
     u_char                     *p;
-    ngx_str_t                   id, keys[3], args[3];
+    ngx_str_t                   id, keys[4], args[3];
     ngx_http_upload_session_t  *session;
 
     session = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_session_t));
@@ -722,4 +813,373 @@ ngx_http_upload_copy(ngx_pool_t *pool, ngx_str_t *dst, redisReply *src)
     dst->data[src->len] = '\0';
 
     return NGX_OK;
+}
+
+
+/* before a part's body: is the session there and open for this key? */
+
+ngx_int_t
+ngx_http_upload_session_check(ngx_http_upload_ctx_t *ctx,
+    void (*open)(ngx_http_upload_ctx_t *ctx))
+{
+    ngx_str_t                   keys[4];
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
+
+    r = ctx->request;
+    session = ctx->session;
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->redis_done = open;
+
+    return ngx_http_upload_session_redis(r, ngx_http_upload_check_script,
+                                         1, keys, 1, &session->key,
+                                         ngx_http_upload_session_checked,
+                                         ctx);
+}
+
+
+static void
+ngx_http_upload_session_checked(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_ctx_t *ctx = data;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
+        return;
+    }
+
+    if (reply->integer != 1) {
+        ngx_http_finalize_request(r, ngx_http_upload_no_such_upload(r));
+        return;
+    }
+
+    ctx->redis_done(ctx);
+}
+
+
+/* after a part's body: "<size> <md5> <sha256> <file>" under its number */
+
+ngx_int_t
+ngx_http_upload_part_record(ngx_http_upload_ctx_t *ctx,
+    void (*done)(ngx_http_upload_ctx_t *ctx))
+{
+    u_char                      *p, *file;
+    ngx_str_t                    keys[4], args[5];
+    ngx_http_request_t          *r;
+    ngx_http_upload_object_t     obj;
+    ngx_http_upload_session_t   *session;
+
+    r = ctx->request;
+    session = ctx->session;
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK
+        || ngx_http_upload_digest_hex(r->pool, ctx, &obj) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the file name, without its directory */
+
+    for (file = ctx->path.data + ctx->path.len; file[-1] != '/'; file--) {
+        /* void */
+    }
+
+    p = ngx_pnalloc(r->pool, 3 * NGX_OFF_T_LEN + obj.md5.len
+                             + obj.sha256.len + ctx->path.len + 4);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    args[0] = session->key;
+
+    args[1].data = p;
+    p = ngx_sprintf(p, "%ui", ctx->part_number);
+    args[1].len = p - args[1].data;
+
+    args[2].data = p;
+    p = ngx_sprintf(p, "%O %V %V %s", ctx->size, &obj.md5, &obj.sha256,
+                    file);
+    args[2].len = p - args[2].data;
+
+    args[3].data = p;
+    p = ngx_sprintf(p, "%T", ctx->conf->session_ttl);
+    args[3].len = p - args[3].data;
+
+    args[4].data = p;
+    p = ngx_sprintf(p, "%T", ngx_time() + ctx->conf->session_ttl);
+    args[4].len = p - args[4].data;
+
+    ctx->redis_done = done;
+
+    return ngx_http_upload_session_redis(r, ngx_http_upload_part_script,
+                                         2, keys, 5, args,
+                                         ngx_http_upload_part_recorded, ctx);
+}
+
+
+static void
+ngx_http_upload_part_recorded(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_ctx_t *ctx = data;
+
+    u_char     *p, *last;
+    ngx_str_t   dir, old;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING) {
+        /* completed or aborted meanwhile: the part's file goes */
+        ngx_http_finalize_request(r, ngx_http_upload_no_such_upload(r));
+        return;
+    }
+
+    /* the part it replaces: "<size> <md5> <sha256> <file>" */
+
+    last = (u_char *) reply->str + reply->len;
+    p = last;
+
+    while (p > (u_char *) reply->str && p[-1] != ' ') {
+        p--;
+    }
+
+    if (p > (u_char *) reply->str && p < last) {
+        old.len = last - p;
+        old.data = p;
+
+        dir = ctx->path;
+
+        while (dir.data[dir.len - 1] != '/') {
+            dir.len--;
+        }
+
+        if (old.len != ctx->path.len - dir.len
+            || ngx_strncmp(old.data, ctx->path.data + dir.len, old.len) != 0)
+        {
+            p = ngx_pnalloc(r->pool, dir.len + old.len + 1);
+
+            if (p != NULL) {
+                ngx_sprintf(p, "%V%V%Z", &dir, &old);
+                old.data = p;
+                old.len = dir.len + old.len;
+
+                (void) ngx_http_upload_store_remove(r, &old);
+            }
+        }
+    }
+
+    ctx->redis_done(ctx);
+}
+
+
+ngx_int_t
+ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
+    void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
+{
+    ngx_str_t                    keys[4], args[2];
+    ngx_http_request_t          *r;
+    ngx_http_upload_session_t   *session;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    session = ctx->session;
+    cp = ctx->complete;
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the session, its parts, the result */
+    keys[2] = keys[3];
+
+    args[0] = session->key;
+    args[1] = cp->list_hash;
+
+    cp->handler = handler;
+
+    return ngx_http_upload_session_redis(r, ngx_http_upload_begin_script,
+                                         3, keys, 2, args,
+                                         ngx_http_upload_session_begun, ctx);
+}
+
+
+/*
+ * NGX_OK: go, the session and its parts are loaded; NGX_DONE: the result
+ * is remembered; NGX_BUSY: another complete runs; NGX_DECLINED: no such
+ * upload; NGX_ERROR: Redis failed
+ */
+
+static void
+ngx_http_upload_session_begun(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_ctx_t *ctx = data;
+
+    ngx_str_t                    key;
+    redisReply                  *tag;
+    ngx_http_upload_session_t   *session;
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+    session = ctx->session;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        cp->handler(ctx, NGX_ERROR);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        cp->handler(ctx, NGX_DECLINED);
+        return;
+    }
+
+    tag = reply->element[0];
+
+    if (tag->len == 4 && ngx_strncmp(tag->str, "busy", 4) == 0) {
+        cp->handler(ctx, NGX_BUSY);
+        return;
+    }
+
+    if (tag->len == 4 && ngx_strncmp(tag->str, "done", 4) == 0
+        && reply->elements == 2)
+    {
+        if (ngx_http_upload_copy(r->pool, &cp->result, reply->element[1])
+            != NGX_OK)
+        {
+            cp->handler(ctx, NGX_ERROR);
+            return;
+        }
+
+        cp->handler(ctx, NGX_DONE);
+        return;
+    }
+
+    if (reply->elements != 3) {
+        cp->handler(ctx, NGX_ERROR);
+        return;
+    }
+
+    key = session->key;
+
+    cp->parts = ngx_array_create(r->pool, 16, sizeof(ngx_http_upload_part_t));
+
+    if (cp->parts == NULL
+        || ngx_http_upload_session_fields(r->pool, session,
+                                          reply->element[1]) != NGX_OK
+        || ngx_http_upload_session_parts(r->pool, cp->parts,
+                                         reply->element[2]) != NGX_OK)
+    {
+        session->key = key;
+        cp->handler(ctx, NGX_ERROR);
+        return;
+    }
+
+    session->key = key;
+
+    cp->handler(ctx, NGX_OK);
+}
+
+
+void
+ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_str_t                   keys[4];
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
+
+    r = ctx->request;
+    session = ctx->session;
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    /* the answer does not wait for it; a lost one expires with the TTL */
+
+    (void) ngx_http_upload_session_redis(r, ngx_http_upload_reopen_script,
+                                         1, keys, 0, NULL,
+                                         ngx_http_upload_session_ignore,
+                                         NULL);
+}
+
+
+static void
+ngx_http_upload_session_ignore(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "upload: a sliced upload could not be reopened after "
+                      "a failed complete; it expires with its TTL");
+    }
+}
+
+
+ngx_int_t
+ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
+    void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
+{
+    ngx_str_t                    keys[4], args[3], set;
+    ngx_http_request_t          *r;
+    ngx_http_upload_session_t   *session;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    session = ctx->session;
+    cp = ctx->complete;
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    args[0] = cp->list_hash;
+    args[1] = cp->result;
+    args[2] = session->id;
+
+    /* KEYS: the session, its parts, the result, the app's set */
+
+    set = keys[2];
+    keys[2] = keys[3];
+    keys[3] = set;
+
+    cp->handler = handler;
+
+    return ngx_http_upload_session_redis(r, ngx_http_upload_finish_script,
+                                         4, keys, 3, args,
+                                         ngx_http_upload_session_finished,
+                                         ctx);
+}
+
+
+static void
+ngx_http_upload_session_finished(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_ctx_t *ctx = data;
+
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+
+    cp->handler(ctx, (reply && reply->type == REDIS_REPLY_INTEGER)
+                     ? NGX_OK : NGX_ERROR);
 }

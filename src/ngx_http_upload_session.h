@@ -46,6 +46,29 @@ typedef struct {
 } ngx_http_upload_part_t;
 
 
+/* a part as the client lists it in a complete */
+typedef struct {
+    ngx_uint_t                    number;
+    ngx_str_t                     etag;
+} ngx_http_upload_listed_t;
+
+
+/* the state of one complete request */
+typedef struct {
+    ngx_array_t                  *listed;
+    ngx_array_t                  *parts;
+    ngx_str_t                     list_hash;
+    ngx_str_t                     result;
+    ngx_str_t                     dir;
+    ngx_array_t                  *files;
+    off_t                         size;
+    ngx_event_t                   retry;
+    ngx_uint_t                    retries;
+    void                        (*handler)(ngx_http_upload_ctx_t *ctx,
+                                      ngx_int_t status);
+} ngx_http_upload_complete_t;
+
+
 typedef void (*ngx_http_upload_session_handler_pt)(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, ngx_array_t *parts,
     ngx_int_t status);
@@ -69,6 +92,20 @@ ngx_int_t ngx_http_upload_session_list(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_upload_session_dir(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *id, ngx_str_t *dir);
+
+ngx_int_t ngx_http_upload_session_check(ngx_http_upload_ctx_t *ctx,
+    void (*open)(ngx_http_upload_ctx_t *ctx));
+ngx_int_t ngx_http_upload_part_record(ngx_http_upload_ctx_t *ctx,
+    void (*done)(ngx_http_upload_ctx_t *ctx));
+
+ngx_int_t ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
+    void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));
+void ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
+    void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));
+
+ngx_int_t ngx_http_upload_complete(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session);
 
 
 #endif /* _NGX_HTTP_UPLOAD_SESSION_H_INCLUDED_ */

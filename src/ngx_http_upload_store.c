@@ -19,6 +19,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <openssl/rand.h>
+#include <dirent.h>
 
 #include "ngx_http_upload.h"
 
@@ -28,19 +29,13 @@
 
 
 static void ngx_http_upload_store_cleanup(void *data);
-static ngx_int_t ngx_http_upload_store_step(ngx_http_upload_ctx_t *ctx,
-    void (*work)(ngx_http_upload_ctx_t *ctx),
-    void (*done)(ngx_http_upload_ctx_t *ctx));
 #if (NGX_THREADS)
 static void ngx_http_upload_store_step_thread(void *data, ngx_log_t *log);
 static void ngx_http_upload_store_step_event(ngx_event_t *ev);
 #endif
-static void ngx_http_upload_store_sync(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_store_synced(ngx_http_upload_ctx_t *ctx);
-static void ngx_http_upload_store_publish(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_store_rename(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_store_published(ngx_http_upload_ctx_t *ctx);
-static ngx_int_t ngx_http_upload_store_fail(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_store_mkdirs(u_char *path, size_t from);
 
 
@@ -74,7 +69,7 @@ ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx)
 {
     u_char               *p, rnd[16];
     ngx_err_t             err;
-    ngx_uint_t            tries;
+    ngx_uint_t            tries, named;
     ngx_pool_cleanup_t   *cln;
     ngx_http_request_t   *r;
     ngx_http_upload_loc_conf_t  *ulcf;
@@ -92,27 +87,36 @@ ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx)
     cln->handler = ngx_http_upload_store_cleanup;
     cln->data = ctx;
 
-    ctx->temp.len = ulcf->store.len + sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/")
-                    - 1 + 2 * sizeof(rnd);
+    /* a part is written at its own, already chosen and unique, name */
 
-    ctx->temp.data = ngx_pnalloc(r->pool, ctx->temp.len + 1);
-    if (ctx->temp.data == NULL) {
-        return NGX_ERROR;
+    named = (ctx->temp.data != NULL);
+
+    if (!named) {
+        ctx->temp.len = ulcf->store.len
+                        + sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1
+                        + 2 * sizeof(rnd);
+
+        ctx->temp.data = ngx_pnalloc(r->pool, ctx->temp.len + 1);
+        if (ctx->temp.data == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     for (tries = 0; tries < 2; tries++) {
 
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-            return NGX_ERROR;
+        if (!named) {
+            if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+                return NGX_ERROR;
+            }
+
+            p = ngx_cpymem(ctx->temp.data, ulcf->store.data, ulcf->store.len);
+            p = ngx_cpymem(p, "/" NGX_HTTP_UPLOAD_TEMP_DIR "/",
+                           sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1);
+            p = ngx_hex_dump(p, rnd, sizeof(rnd));
+            *p = '\0';
         }
 
-        p = ngx_cpymem(ctx->temp.data, ulcf->store.data, ulcf->store.len);
-        p = ngx_cpymem(p, "/" NGX_HTTP_UPLOAD_TEMP_DIR "/",
-                       sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1);
-        p = ngx_hex_dump(p, rnd, sizeof(rnd));
-        *p = '\0';
-
-        ctx->fd = ngx_open_file(ctx->temp.data, NGX_FILE_WRONLY,
+        ctx->fd = ngx_open_file(ctx->temp.data, NGX_FILE_RDWR,
                                 NGX_FILE_CREATE_OR_OPEN|O_EXCL|O_CLOEXEC,
                                 NGX_FILE_DEFAULT_ACCESS);
 
@@ -126,7 +130,7 @@ ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx)
             break;
         }
 
-        /* the first upload into a new store creates the temp directory */
+        /* the first file of a new store or session creates its directory */
 
         if (ngx_http_upload_store_mkdirs(ctx->temp.data, 0) != NGX_OK)
         {
@@ -263,7 +267,7 @@ ngx_http_upload_store_remove(ngx_http_request_t *r, ngx_str_t *path)
  * it under the thread.  "done" finalizes the request.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_upload_store_step(ngx_http_upload_ctx_t *ctx,
     void (*work)(ngx_http_upload_ctx_t *ctx),
     void (*done)(ngx_http_upload_ctx_t *ctx))
@@ -354,7 +358,7 @@ ngx_http_upload_store_step_event(ngx_event_t *ev)
 #endif
 
 
-static void
+void
 ngx_http_upload_store_sync(ngx_http_upload_ctx_t *ctx)
 {
     ngx_file_info_t  fi;
@@ -438,17 +442,24 @@ ngx_http_upload_store_synced(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
-    ngx_http_upload_finalize(r, ngx_http_upload_object_save(ctx,
+    ngx_http_upload_finalize(r, ctx->record(ctx,
                                     ngx_http_upload_store_publish));
 }
 
 
-static void
+/* an object is renamed into place; a part was written at its name */
+
+void
 ngx_http_upload_store_publish(ngx_http_upload_ctx_t *ctx)
 {
     ngx_http_request_t  *r;
 
     r = ctx->request;
+
+    if (ctx->temp.data == ctx->path.data) {
+        ngx_http_upload_store_published(ctx);
+        return;
+    }
 
     ngx_http_upload_finalize(r, ngx_http_upload_store_step(ctx,
                                     ngx_http_upload_store_rename,
@@ -468,11 +479,13 @@ ngx_http_upload_store_published(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
-    ngx_http_upload_finalize(r, ngx_http_upload_reply_stored(ctx));
+    ctx->committed = 1;
+
+    ngx_http_upload_finalize(r, ctx->reply(ctx));
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_upload_store_fail(ngx_http_upload_ctx_t *ctx)
 {
     ngx_err_t            err;
@@ -551,4 +564,37 @@ ngx_http_upload_store_mkdirs(u_char *path, size_t from)
     }
 
     return NGX_OK;
+}
+
+
+/* in a pool thread: a session's part files and their directory */
+
+void
+ngx_http_upload_store_remove_dir(ngx_http_upload_ctx_t *ctx)
+{
+    u_char          path[NGX_MAX_PATH];
+    DIR            *dir;
+    struct dirent  *de;
+
+    dir = opendir((char *) ctx->path.data);
+    if (dir == NULL) {
+        return;
+    }
+
+    while ((de = readdir(dir)) != NULL) {
+
+        if (de->d_name[0] == '.') {
+            continue;
+        }
+
+        if (ctx->path.len + 1 + ngx_strlen(de->d_name) + 1 > sizeof(path)) {
+            continue;
+        }
+
+        ngx_sprintf(path, "%V/%s%Z", &ctx->path, de->d_name);
+        (void) unlink((char *) path);
+    }
+
+    (void) closedir(dir);
+    (void) rmdir((char *) ctx->path.data);
 }

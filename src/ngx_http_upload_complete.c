@@ -1,0 +1,920 @@
+
+/*
+ * Copyright (C) ngx_http_upload_module developers
+ *
+ * Completing a sliced upload: POST <key>?uploadId=<id> with
+ * {"parts": [{"part_number": n, "etag": "..."}, ...]}.
+ *
+ *     check the list -> take the session ("completing", Redis)
+ *         -> check the parts against their records
+ *         -> merge (thread: copy_file_range, SHA-256, fsync, mkdir)
+ *         -> record the object -> rename into place
+ *         -> forget the session, remember the answer (Redis)
+ *         -> remove the part files (thread) -> 200
+ *
+ * A failed check or merge gives the session back ("open"), so that the
+ * client can fix its list or its parts.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+
+#include "ngx_http_upload_session.h"
+
+
+#define NGX_HTTP_UPLOAD_COMPLETE_MAX  (2 * 1024 * 1024)
+#define NGX_HTTP_UPLOAD_HASH_CHUNK    (1024 * 1024)
+#define NGX_HTTP_UPLOAD_RETRY         100
+#define NGX_HTTP_UPLOAD_RETRIES       600
+
+
+typedef struct {
+    u_char                       *path;
+    off_t                         size;
+} ngx_http_upload_merge_file_t;
+
+
+static void ngx_http_upload_complete_body(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_complete_parse(ngx_http_upload_ctx_t *ctx,
+    const char **code, const char **message);
+static ngx_int_t ngx_http_upload_complete_hash(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx,
+    ngx_int_t status);
+static void ngx_http_upload_complete_retry(ngx_event_t *ev);
+static void ngx_http_upload_complete_cleanup(void *data);
+static ngx_int_t ngx_http_upload_complete_check(ngx_http_upload_ctx_t *ctx,
+    const char **code, const char **message);
+static ngx_int_t ngx_http_upload_complete_merge(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out,
+    off_t *offset, off_t size);
+static ngx_int_t ngx_http_upload_merge_hash(ngx_http_upload_ctx_t *ctx,
+    off_t size);
+static void ngx_http_upload_merge_done(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_complete_etag(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_complete_reply(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
+    ngx_int_t status);
+static void ngx_http_upload_complete_cleaned(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_complete_fail(ngx_http_upload_ctx_t *ctx,
+    ngx_uint_t status, const char *code, const char *message);
+
+
+ngx_int_t
+ngx_http_upload_complete(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session)
+{
+    ngx_int_t                    rc;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_upload_ctx_t       *ctx;
+    ngx_http_upload_complete_t  *cp;
+
+    rc = ngx_http_upload_request_ctx(r, &session->app, &session->key, &ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    cp = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_complete_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (cp == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cp->retry.handler = ngx_http_upload_complete_retry;
+    cp->retry.data = ctx;
+    cp->retry.log = r->connection->log;
+
+    cln->handler = ngx_http_upload_complete_cleanup;
+    cln->data = cp;
+
+    ctx->session = session;
+    ctx->complete = cp;
+
+    rc = ngx_http_upload_body_collect(ctx, NGX_HTTP_UPLOAD_COMPLETE_MAX,
+                                      ngx_http_upload_complete_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return ngx_http_upload_body_error(r, rc);
+    }
+
+    /* the body reader holds the request now */
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_upload_complete_cleanup(void *data)
+{
+    ngx_http_upload_complete_t *cp = data;
+
+    if (cp->retry.timer_set) {
+        ngx_del_timer(&cp->retry);
+    }
+}
+
+
+static void
+ngx_http_upload_complete_body(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    const char          *code, *message;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ngx_http_upload_complete_parse(ctx, &code, &message) != NGX_OK) {
+        ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
+                                         NGX_HTTP_BAD_REQUEST, code,
+                                         message));
+        return;
+    }
+
+    if (ngx_http_upload_complete_hash(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_http_upload_session_begin(ctx, ngx_http_upload_complete_begun);
+
+    if (rc == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        rc = ngx_http_upload_redis_unavailable(r);
+    }
+
+    ngx_http_upload_finalize(r, rc);
+}
+
+
+/* {"parts": [{"part_number": n, "etag": "<md5>"}, ...]}, n ascending */
+
+static ngx_int_t
+ngx_http_upload_complete_parse(ngx_http_upload_ctx_t *ctx, const char **code,
+    const char **message)
+{
+    u_char                      *p;
+    cJSON                       *root, *list, *item, *n, *etag;
+    size_t                       len;
+    ngx_int_t                    rc;
+    ngx_uint_t                   last;
+    ngx_http_request_t          *r;
+    ngx_http_upload_listed_t    *listed;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    cp = ctx->complete;
+
+    *code = "MalformedJSON";
+
+    root = cJSON_ParseWithLength((char *) ctx->json->pos,
+                                 ctx->json->last - ctx->json->pos);
+
+    list = cJSON_GetObjectItemCaseSensitive(root, "parts");
+
+    if (root == NULL || !cJSON_IsObject(root) || !cJSON_IsArray(list)) {
+        cJSON_Delete(root);
+        *message = "the body must be a JSON object with a \"parts\" array";
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_DECLINED;
+
+    cp->listed = ngx_array_create(r->pool, cJSON_GetArraySize(list) + 1,
+                                  sizeof(ngx_http_upload_listed_t));
+    if (cp->listed == NULL) {
+        *message = "no memory";
+        goto done;
+    }
+
+    last = 0;
+
+    cJSON_ArrayForEach(item, list) {
+
+        n = cJSON_GetObjectItemCaseSensitive(item, "part_number");
+        etag = cJSON_GetObjectItemCaseSensitive(item, "etag");
+
+        if (!cJSON_IsNumber(n) || !cJSON_IsString(etag)
+            || n->valuedouble < 1
+            || n->valuedouble > (double) ctx->conf->max_parts
+            || n->valuedouble != (double) (ngx_uint_t) n->valuedouble)
+        {
+            *message = "every part needs a \"part_number\" from 1 to "
+                       "upload_max_parts and an \"etag\" string";
+            goto done;
+        }
+
+        if ((ngx_uint_t) n->valuedouble <= last) {
+            *code = "InvalidPartOrder";
+            *message = "the parts must be listed in ascending order of "
+                       "part_number, each once";
+            goto done;
+        }
+
+        last = (ngx_uint_t) n->valuedouble;
+
+        listed = ngx_array_push(cp->listed);
+        if (listed == NULL) {
+            *message = "no memory";
+            goto done;
+        }
+
+        /* S3 clients quote the etag; case does not matter in hex */
+
+        p = (u_char *) etag->valuestring;
+        len = ngx_strlen(etag->valuestring);
+
+        if (len >= 2 && p[0] == '"' && p[len - 1] == '"') {
+            p++;
+            len -= 2;
+        }
+
+        listed->number = last;
+        listed->etag.len = len;
+        listed->etag.data = ngx_pnalloc(r->pool, len + 1);
+        if (listed->etag.data == NULL) {
+            *message = "no memory";
+            goto done;
+        }
+
+        ngx_strlow(listed->etag.data, p, len);
+    }
+
+    if (cp->listed->nelts == 0) {
+        *message = "at least one part must be listed";
+        goto done;
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    cJSON_Delete(root);
+
+    return rc;
+}
+
+
+/* a retried complete is known by the same list: its SHA-256 */
+
+static ngx_int_t
+ngx_http_upload_complete_hash(ngx_http_upload_ctx_t *ctx)
+{
+    u_char                       line[NGX_INT_T_LEN + 2];
+    u_char                       md[NGX_HTTP_UPLOAD_SHA256_LEN];
+    ngx_uint_t                   i;
+    EVP_MD_CTX                  *sha;
+    ngx_http_upload_listed_t    *listed;
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+
+    cp->list_hash.data = ngx_pnalloc(ctx->request->pool,
+                                     2 * NGX_HTTP_UPLOAD_SHA256_LEN);
+    sha = EVP_MD_CTX_new();
+
+    if (cp->list_hash.data == NULL || sha == NULL
+        || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1)
+    {
+        EVP_MD_CTX_free(sha);
+        return NGX_ERROR;
+    }
+
+    listed = cp->listed->elts;
+
+    for (i = 0; i < cp->listed->nelts; i++) {
+        if (EVP_DigestUpdate(sha, line,
+                             ngx_sprintf(line, "%ui ", listed[i].number)
+                             - line) != 1
+            || EVP_DigestUpdate(sha, listed[i].etag.data, listed[i].etag.len)
+               != 1
+            || EVP_DigestUpdate(sha, "\n", 1) != 1)
+        {
+            EVP_MD_CTX_free(sha);
+            return NGX_ERROR;
+        }
+    }
+
+    if (EVP_DigestFinal_ex(sha, md, NULL) != 1) {
+        EVP_MD_CTX_free(sha);
+        return NGX_ERROR;
+    }
+
+    EVP_MD_CTX_free(sha);
+
+    cp->list_hash.len = ngx_hex_dump(cp->list_hash.data, md, sizeof(md))
+                        - cp->list_hash.data;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx, ngx_int_t status)
+{
+    const char                  *code, *message;
+    ngx_http_request_t          *r;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    cp = ctx->complete;
+
+    switch (status) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DONE:
+        /* completed before, with the same list: the same answer */
+        ngx_http_finalize_request(r, ngx_http_upload_send_text(r,
+                                         NGX_HTTP_OK, &cp->result));
+        return;
+
+    case NGX_BUSY:
+        /* another complete runs: wait for its remembered answer */
+
+        if (cp->retries++ < NGX_HTTP_UPLOAD_RETRIES) {
+            ngx_add_timer(&cp->retry, NGX_HTTP_UPLOAD_RETRY);
+            return;
+        }
+
+        ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
+                                         NGX_HTTP_CONFLICT,
+                                         "OperationAborted",
+                                         "another complete of this upload "
+                                         "is still running"));
+        return;
+
+    case NGX_DECLINED:
+        ngx_http_finalize_request(r, ngx_http_upload_no_such_upload(r));
+        return;
+
+    default:
+        ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
+        return;
+    }
+
+    if (ngx_http_upload_complete_check(ctx, &code, &message) != NGX_OK) {
+        ngx_http_finalize_request(r, ngx_http_upload_complete_fail(ctx,
+                                         NGX_HTTP_BAD_REQUEST, code,
+                                         message));
+        return;
+    }
+
+    ngx_http_upload_finalize(r, ngx_http_upload_complete_merge(ctx));
+}
+
+
+static void
+ngx_http_upload_complete_retry(ngx_event_t *ev)
+{
+    ngx_http_upload_ctx_t *ctx = ev->data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    rc = ngx_http_upload_session_begin(ctx, ngx_http_upload_complete_begun);
+
+    if (rc == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        rc = ngx_http_upload_redis_unavailable(r);
+    }
+
+    ngx_http_upload_finalize(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* S3's rules: every listed part exists with that etag, sizes fit */
+
+static ngx_int_t
+ngx_http_upload_complete_check(ngx_http_upload_ctx_t *ctx, const char **code,
+    const char **message)
+{
+    off_t                        total;
+    ngx_uint_t                   i, j;
+    ngx_http_upload_part_t      *part;
+    ngx_http_upload_listed_t    *listed;
+    ngx_http_upload_session_t   *session;
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+    session = ctx->session;
+
+    listed = cp->listed->elts;
+    part = cp->parts->elts;
+
+    total = 0;
+    j = 0;
+
+    for (i = 0; i < cp->listed->nelts; i++) {
+
+        /* both lists are sorted by part number */
+
+        while (j < cp->parts->nelts && part[j].number < listed[i].number) {
+            j++;
+        }
+
+        if (j == cp->parts->nelts || part[j].number != listed[i].number
+            || part[j].md5.len != listed[i].etag.len
+            || ngx_strncmp(part[j].md5.data, listed[i].etag.data,
+                           part[j].md5.len) != 0)
+        {
+            *code = "InvalidPart";
+            *message = "a listed part was not uploaded, or its etag is not "
+                       "the one listed";
+            return NGX_DECLINED;
+        }
+
+        if (i + 1 < cp->listed->nelts
+            && part[j].size < ctx->conf->min_part_size)
+        {
+            *code = "EntityTooSmall";
+            *message = "every part but the last must be at least "
+                       "upload_min_part_size";
+            return NGX_DECLINED;
+        }
+
+        total += part[j].size;
+    }
+
+    if (ctx->conf->max_size && total > ctx->conf->max_size) {
+        *code = "EntityTooLarge";
+        *message = "the parts add up to more than upload_max_size";
+        return NGX_DECLINED;
+    }
+
+    if (session->size >= 0 && total != session->size) {
+        *code = "BadDigest";
+        *message = "the parts do not add up to the size declared at "
+                   "initiate";
+        return NGX_DECLINED;
+    }
+
+    cp->size = total;
+
+    return NGX_OK;
+}
+
+
+/* the plan: the listed parts' files, in order, then the thread */
+
+static ngx_int_t
+ngx_http_upload_complete_merge(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_uint_t                     i, j;
+    ngx_http_request_t            *r;
+    ngx_http_upload_part_t        *part;
+    ngx_http_upload_listed_t      *listed;
+    ngx_http_upload_session_t     *session;
+    ngx_http_upload_complete_t    *cp;
+    ngx_http_upload_merge_file_t  *file;
+
+    r = ctx->request;
+    cp = ctx->complete;
+    session = ctx->session;
+
+    if (ngx_http_upload_session_dir(r, &session->app, &session->id, &cp->dir)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cp->files = ngx_array_create(r->pool, cp->listed->nelts,
+                                 sizeof(ngx_http_upload_merge_file_t));
+    if (cp->files == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    listed = cp->listed->elts;
+    part = cp->parts->elts;
+    j = 0;
+
+    for (i = 0; i < cp->listed->nelts; i++) {
+
+        while (part[j].number != listed[i].number) {
+            j++;
+        }
+
+        file = ngx_array_push(cp->files);
+        if (file == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        file->size = part[j].size;
+        file->path = ngx_pnalloc(r->pool, cp->dir.len + part[j].file.len + 2);
+        if (file->path == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_sprintf(file->path, "%V/%V%Z", &cp->dir, &part[j].file);
+    }
+
+    if (ngx_http_upload_store_path(r, ctx->conf, &session->app,
+                                   &session->key, &ctx->path)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->hashes = NGX_HTTP_UPLOAD_SHA256;
+
+    if (ngx_http_upload_store_open_temp(ctx) != NGX_OK) {
+        return ngx_http_upload_complete_fail(ctx,
+                   ctx->status ? ctx->status : NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   ctx->status == NGX_HTTP_INSUFFICIENT_STORAGE
+                   ? "InsufficientStorage" : "InternalError",
+                   "the merged file could not be created");
+    }
+
+    return ngx_http_upload_store_step(ctx, ngx_http_upload_merge_work,
+                                      ngx_http_upload_merge_done);
+}
+
+
+/*
+ * In a pool thread: the parts are copied by the kernel when it can
+ * (copy_file_range), then the merged file is hashed, synced, and its
+ * directories are made.
+ */
+
+static void
+ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
+{
+    off_t                          offset;
+    ngx_fd_t                       fd;
+    ngx_uint_t                     i;
+    ngx_http_upload_complete_t    *cp;
+    ngx_http_upload_merge_file_t  *file;
+
+    cp = ctx->complete;
+    file = cp->files->elts;
+    offset = 0;
+
+    for (i = 0; i < cp->files->nelts; i++) {
+
+        fd = ngx_open_file(file[i].path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            ctx->step_err = ngx_errno;
+            ctx->step_op = "open() of a part";
+            return;
+        }
+
+        if (ngx_http_upload_merge_copy(fd, ctx->fd, &offset, file[i].size)
+            != NGX_OK)
+        {
+            ctx->step_err = ngx_errno ? ngx_errno : EIO;
+            ctx->step_op = "copying a part";
+            (void) ngx_close_file(fd);
+            return;
+        }
+
+        (void) ngx_close_file(fd);
+    }
+
+    if (ngx_http_upload_merge_hash(ctx, offset) != NGX_OK) {
+        ctx->step_err = ngx_errno ? ngx_errno : EIO;
+        ctx->step_op = "hashing the merged file";
+        return;
+    }
+
+    ngx_http_upload_store_sync(ctx);
+}
+
+
+static ngx_int_t
+ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out, off_t *offset,
+    off_t size)
+{
+    u_char   buf[65536];
+    off_t    done;
+    ssize_t  n;
+
+    done = 0;
+
+#if (NGX_LINUX)
+    while (done < size) {
+        n = copy_file_range(in, NULL, out, offset, (size_t) (size - done), 0);
+
+        if (n > 0) {
+            done += n;
+            continue;
+        }
+
+        if (n == 0) {
+            /* the part is shorter than its record says */
+            ngx_set_errno(EIO);
+            return NGX_ERROR;
+        }
+
+        if (ngx_errno == NGX_EINTR) {
+            continue;
+        }
+
+        if (ngx_errno != EXDEV && ngx_errno != ENOSYS && ngx_errno != EINVAL
+            && ngx_errno != EOPNOTSUPP)
+        {
+            return NGX_ERROR;
+        }
+
+        /* another file system, or no support: copy by hand */
+        break;
+    }
+#endif
+
+    while (done < size) {
+        n = pread(in, buf, ngx_min((off_t) sizeof(buf), size - done), done);
+
+        if (n == -1 && ngx_errno == NGX_EINTR) {
+            continue;
+        }
+
+        if (n <= 0) {
+            if (n == 0) {
+                ngx_set_errno(EIO);
+            }
+
+            return NGX_ERROR;
+        }
+
+        if (pwrite(out, buf, n, *offset) != n) {
+            return NGX_ERROR;
+        }
+
+        done += n;
+        *offset += n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_upload_merge_hash(ngx_http_upload_ctx_t *ctx, off_t size)
+{
+    u_char      *buf;
+    off_t        offset;
+    ssize_t      n;
+    ngx_int_t    rc;
+    EVP_MD_CTX  *sha;
+
+    buf = ngx_alloc(NGX_HTTP_UPLOAD_HASH_CHUNK, ngx_cycle->log);
+    sha = EVP_MD_CTX_new();
+
+    rc = NGX_ERROR;
+
+    if (buf == NULL || sha == NULL
+        || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1)
+    {
+        goto done;
+    }
+
+    for (offset = 0; offset < size; offset += n) {
+        n = pread(ctx->fd, buf, NGX_HTTP_UPLOAD_HASH_CHUNK, offset);
+
+        if (n == -1 && ngx_errno == NGX_EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0 || EVP_DigestUpdate(sha, buf, n) != 1) {
+            goto done;
+        }
+    }
+
+    if (EVP_DigestFinal_ex(sha, ctx->sha256, NULL) == 1) {
+        ctx->size = size;
+        rc = NGX_OK;
+    }
+
+done:
+
+    EVP_MD_CTX_free(sha);
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_upload_merge_done(ngx_http_upload_ctx_t *ctx)
+{
+    u_char                      hex[2 * NGX_HTTP_UPLOAD_SHA256_LEN];
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
+
+    r = ctx->request;
+    session = ctx->session;
+
+    if (ctx->step_err) {
+        ngx_http_upload_session_reopen(ctx);
+        ngx_http_upload_finalize(r, ngx_http_upload_store_fail(ctx));
+        return;
+    }
+
+    ngx_hex_dump(hex, ctx->sha256, NGX_HTTP_UPLOAD_SHA256_LEN);
+
+    if (session->sha256.len
+        && ngx_strncmp(session->sha256.data, hex, sizeof(hex)) != 0)
+    {
+        ngx_http_finalize_request(r, ngx_http_upload_complete_fail(ctx,
+                                         NGX_HTTP_BAD_REQUEST, "BadDigest",
+                                         "the merged file does not match "
+                                         "the sha256 declared at "
+                                         "initiate"));
+        return;
+    }
+
+    if (ngx_http_upload_complete_etag(ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* from here on, as a whole upload: record, rename, answer */
+
+    ctx->record = ngx_http_upload_object_save;
+    ctx->reply = ngx_http_upload_complete_reply;
+
+    ngx_http_upload_finalize(r, ctx->record(ctx,
+                                    ngx_http_upload_store_publish));
+}
+
+
+/* S3's multipart etag: the MD5 of the parts' binary MD5s, "-", count */
+
+static ngx_int_t
+ngx_http_upload_complete_etag(ngx_http_upload_ctx_t *ctx)
+{
+    u_char                       md5[NGX_HTTP_UPLOAD_MD5_LEN], *p;
+    ngx_int_t                    n;
+    ngx_uint_t                   i, j, k;
+    EVP_MD_CTX                  *md;
+    ngx_http_upload_listed_t    *listed;
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+    listed = cp->listed->elts;
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_md5(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < cp->listed->nelts; i++) {
+
+        if (listed[i].etag.len != 2 * NGX_HTTP_UPLOAD_MD5_LEN) {
+            EVP_MD_CTX_free(md);
+            return NGX_ERROR;
+        }
+
+        for (k = 0, j = 0; k < NGX_HTTP_UPLOAD_MD5_LEN; k++, j += 2) {
+            n = ngx_hextoi(&listed[i].etag.data[j], 2);
+            if (n == NGX_ERROR) {
+                EVP_MD_CTX_free(md);
+                return NGX_ERROR;
+            }
+
+            md5[k] = (u_char) n;
+        }
+
+        if (EVP_DigestUpdate(md, md5, sizeof(md5)) != 1) {
+            EVP_MD_CTX_free(md);
+            return NGX_ERROR;
+        }
+    }
+
+    if (EVP_DigestFinal_ex(md, md5, NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return NGX_ERROR;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    ctx->etag.data = ngx_pnalloc(ctx->request->pool,
+                                 2 * NGX_HTTP_UPLOAD_MD5_LEN + 1
+                                 + NGX_INT_T_LEN);
+    if (ctx->etag.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_hex_dump(ctx->etag.data, md5, sizeof(md5));
+    p = ngx_sprintf(p, "-%ui", cp->listed->nelts);
+    ctx->etag.len = p - ctx->etag.data;
+
+    return NGX_OK;
+}
+
+
+/* the object is in place: forget the session, remember the answer */
+
+static ngx_int_t
+ngx_http_upload_complete_reply(ngx_http_upload_ctx_t *ctx)
+{
+    cJSON                       *json;
+    ngx_str_t                    url, sha256;
+    ngx_http_request_t          *r;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    cp = ctx->complete;
+
+    sha256.data = ngx_pnalloc(r->pool, 2 * NGX_HTTP_UPLOAD_SHA256_LEN);
+    if (sha256.data == NULL
+        || ngx_http_upload_object_url(r, &ctx->app, &ctx->key, &url)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sha256.len = ngx_hex_dump(sha256.data, ctx->sha256,
+                              NGX_HTTP_UPLOAD_SHA256_LEN) - sha256.data;
+
+    json = cJSON_CreateObject();
+    if (json == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_upload_add_string(json, "key", &ctx->key) != NGX_OK
+        || ngx_http_upload_add_string(json, "app", &ctx->app) != NGX_OK
+        || cJSON_AddNumberToObject(json, "size", (double) ctx->size) == NULL
+        || ngx_http_upload_add_string(json, "etag", &ctx->etag) != NGX_OK
+        || ngx_http_upload_add_string(json, "sha256", &sha256) != NGX_OK
+        || ngx_http_upload_add_string(json, "url", &url) != NGX_OK
+        || cJSON_AddNumberToObject(json, "parts",
+                                   (double) cp->listed->nelts) == NULL)
+    {
+        cJSON_Delete(json);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_upload_json_text(r->pool, json, &cp->result) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_upload_session_finish(ctx,
+                                          ngx_http_upload_complete_finished);
+}
+
+
+static void
+ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
+    ngx_int_t status)
+{
+    ngx_http_request_t          *r;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    cp = ctx->complete;
+
+    if (status != NGX_OK) {
+        /* the object is stored; the session expires with its TTL */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "upload: the sliced upload of \"%V/%V\" is stored, "
+                      "but its session could not be closed in Redis",
+                      &ctx->app, &ctx->key);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "upload: sliced upload of \"%V/%V\" completed, %ui parts, "
+                  "%O bytes", &ctx->app, &ctx->key, cp->listed->nelts,
+                  ctx->size);
+
+    ctx->path = cp->dir;
+
+    ngx_http_upload_finalize(r, ngx_http_upload_store_step(ctx,
+                                    ngx_http_upload_store_remove_dir,
+                                    ngx_http_upload_complete_cleaned));
+}
+
+
+static void
+ngx_http_upload_complete_cleaned(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+
+    ngx_http_finalize_request(ctx->request,
+                              ngx_http_upload_send_text(ctx->request,
+                                                        NGX_HTTP_OK,
+                                                        &cp->result));
+}
+
+
+static ngx_int_t
+ngx_http_upload_complete_fail(ngx_http_upload_ctx_t *ctx, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    ngx_http_upload_session_reopen(ctx);
+
+    return ngx_http_upload_send_error(ctx->request, status, code, message);
+}
