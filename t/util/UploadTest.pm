@@ -13,7 +13,7 @@ use Digest::SHA qw(sha256_hex sha1_hex);
 use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 
-our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist
+our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist redis
                  make_session
                  $HttpConfig $Files $PersistHttpConfig $PersistFiles);
 
