@@ -9,6 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/util";
 use Test::Nginx::Socket 'no_plan';
 use UploadTest;
+use Digest::MD5 ();
 
 upload_suite();
 
@@ -68,3 +69,21 @@ __DATA__
 [400, 404]
 --- response_body_like eval
 [qr/"code":"BadDigest"/, qr/"code":"NoSuchKey"/]
+
+
+
+=== TEST 5: a sliced upload over HTTP/2: parts and complete
+--- init
+UploadTest::make_session("default", "h2/sliced.txt", "h2slicedh2slicedh2sliced");
+--- config eval
+"location /upload/ { upload on; upload_min_part_size 1; }\n$::Files"
+--- request eval
+["PUT /upload/h2/sliced.txt?uploadId=h2slicedh2slicedh2sliced&partNumber=2\n$::Body",
+ "PUT /upload/h2/sliced.txt?uploadId=h2slicedh2slicedh2sliced&partNumber=1\nfirst",
+ "POST /upload/h2/sliced.txt?uploadId=h2slicedh2slicedh2sliced\n{\"parts\":[{\"part_number\":1,\"etag\":\"" . Digest::MD5::md5_hex("first") . "\"},{\"part_number\":2,\"etag\":\"" . Digest::MD5::md5_hex($::Body) . "\"}]}",
+ "GET /files/default/h2/sliced.txt"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like eval
+[qr/"part_number":2,"size":3145731,/, qr/"part_number":1,"size":5,/, qr/"parts":2\}$/, qr/^first0000000\n/]
+--- timeout: 30

@@ -7,6 +7,7 @@ use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 use Digest::MD5 qw(md5 md5_hex);
 use Digest::SHA qw(sha256_hex);
+use POSIX ();
 
 upload_suite();
 
@@ -233,3 +234,24 @@ UploadTest::make_session("default", "gone.txt", "gonegonegonegonegonegone");
 [200, 200, 204, 200, 404]
 --- response_body_like eval
 [qr/"part_number":1/, qr/"name":"gonegonegonegonegonegone"/, qr/^$/, qr/^\[\s*\]\s*$/, qr/"code":"NoSuchUpload"/]
+
+
+
+=== TEST 10: a complete that finds another one running waits for its answer
+--- init
+UploadTest::make_session("default", "twice.txt", "twicetwicetwicetwicetwic");
+UploadTest::redis("hset", "upload:{default}:mpu:twicetwicetwicetwicetwic", "state", "completing");
+my $list = Digest::SHA::sha256_hex("1 " . Digest::MD5::md5_hex($::P1) . "\n");
+if (fork() == 0) {
+    select(undef, undef, undef, 0.8);
+    UploadTest::redis("hset", "upload:{default}:mpu:twicetwicetwicetwicetwic:done", "list", $list, "result", "{\"answer\":\"of the first complete\"}\n");
+    UploadTest::redis("del", "upload:{default}:mpu:twicetwicetwicetwicetwic");
+    POSIX::_exit(0);
+}
+--- config eval: $::Config
+--- request eval
+"POST /upload/twice.txt?uploadId=twicetwicetwicetwicetwic\n" . main::complete_body([1, $::P1])
+--- error_code: 200
+--- response_body
+{"answer":"of the first complete"}
+--- timeout: 5
