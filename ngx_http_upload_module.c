@@ -14,6 +14,7 @@
 #include "ngx_http_upload.h"
 
 
+static void *ngx_http_upload_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_upload_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -95,6 +96,13 @@ static ngx_command_t  ngx_http_upload_commands[] = {
       offsetof(ngx_http_upload_loc_conf_t, session_ttl),
       NULL },
 
+    { ngx_string("upload_sweep_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, sweep_interval),
+      NULL },
+
     { ngx_string("upload_fsync"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -131,7 +139,7 @@ static ngx_http_module_t  ngx_http_upload_module_ctx = {
     NULL,                                  /* preconfiguration */
     ngx_http_upload_postconfiguration,     /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_upload_create_main_conf,      /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -149,13 +157,34 @@ ngx_module_t  ngx_http_upload_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_upload_sweep_init_process,    /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_http_upload_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_upload_main_conf_t  *umcf;
+
+    umcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_upload_main_conf_t));
+    if (umcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&umcf->sweeps, cf->pool, 1,
+                       sizeof(ngx_http_upload_sweep_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return umcf;
+}
 
 
 static void *
@@ -184,6 +213,7 @@ ngx_http_upload_create_loc_conf(ngx_conf_t *cf)
     conf->max_part_size = NGX_CONF_UNSET;
     conf->max_parts = NGX_CONF_UNSET_UINT;
     conf->session_ttl = NGX_CONF_UNSET;
+    conf->sweep_interval = NGX_CONF_UNSET_MSEC;
     conf->fsync = NGX_CONF_UNSET;
     conf->hashes = NGX_CONF_UNSET_UINT;
 #if (NGX_THREADS)
@@ -214,6 +244,8 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              (off_t) 5 * 1024 * 1024 * 1024);
     ngx_conf_merge_uint_value(conf->max_parts, prev->max_parts, 10000);
     ngx_conf_merge_sec_value(conf->session_ttl, prev->session_ttl, 86400);
+    ngx_conf_merge_msec_value(conf->sweep_interval, prev->sweep_interval,
+                              600000);
 
     if (conf->max_parts == 0 || conf->max_parts > 100000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -279,6 +311,10 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
     }
 #endif
+
+    if (ngx_http_upload_sweep_add(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     /*
      * The module enforces "upload_max_size" itself, with a JSON error;

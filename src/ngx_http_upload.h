@@ -36,6 +36,14 @@
 #define NGX_HTTP_UPLOAD_PENDING       -100
 
 
+typedef struct ngx_http_upload_sweep_s  ngx_http_upload_sweep_t;
+
+
+typedef struct {
+    ngx_array_t                   sweeps;   /* ngx_http_upload_sweep_t * */
+} ngx_http_upload_main_conf_t;
+
+
 typedef struct {
     ngx_flag_t                    enable;
     ngx_str_t                     store;
@@ -46,6 +54,7 @@ typedef struct {
     off_t                         max_part_size;
     ngx_uint_t                    max_parts;
     time_t                        session_ttl;
+    ngx_msec_t                    sweep_interval;
     ngx_flag_t                    fsync;
     ngx_uint_t                    hashes;
     ngx_str_t                     url_prefix;
@@ -246,6 +255,7 @@ void ngx_http_upload_store_sync(ngx_http_upload_ctx_t *ctx);
 void ngx_http_upload_store_publish(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_store_fail(ngx_http_upload_ctx_t *ctx);
 void ngx_http_upload_store_remove_dir(ngx_http_upload_ctx_t *ctx);
+void ngx_http_upload_store_remove_tree(u_char *dir);
 
 /* ngx_http_upload_reply.c */
 void ngx_http_upload_refuse_body(ngx_http_request_t *r);
@@ -287,6 +297,11 @@ ngx_int_t ngx_http_upload_multipart_list(ngx_http_request_t *r,
 ngx_int_t ngx_http_upload_no_such_upload(ngx_http_request_t *r);
 ngx_int_t ngx_http_upload_request_ctx(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key, ngx_http_upload_ctx_t **ctxp);
+
+/* ngx_http_upload_sweep.c */
+ngx_int_t ngx_http_upload_sweep_add(ngx_conf_t *cf,
+    ngx_http_upload_loc_conf_t *ulcf);
+ngx_int_t ngx_http_upload_sweep_init_process(ngx_cycle_t *cycle);
 
 /* ngx_http_upload_handler.c */
 ngx_int_t ngx_http_upload_body_error(ngx_http_request_t *r, ngx_int_t rc);

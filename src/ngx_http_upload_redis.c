@@ -255,15 +255,20 @@ ngx_http_upload_redis_command(ngx_http_request_t *r,
     int argc, const char **argv, const size_t *argvlen)
 {
     ngx_int_t                     rc;
+    ngx_log_t                    *log;
     ngx_pool_cleanup_t           *cln;
     ngx_http_upload_redis_cmd_t  *cmd;
+
+    /* without a request: a command of the worker itself (the sweep) */
+
+    log = r ? r->connection->log : ngx_cycle->log;
 
     if (redis->ac == NULL) {
 
         if (redis->failed
             && (ngx_msec_int_t) (redis->retry - ngx_current_msec) > 0)
         {
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                            "upload: redis %V is down, next attempt in %M ms",
                            &redis->name, redis->retry - ngx_current_msec);
             return NGX_DECLINED;
@@ -275,17 +280,21 @@ ngx_http_upload_redis_command(ngx_http_request_t *r,
         }
     }
 
-    cmd = ngx_calloc(sizeof(ngx_http_upload_redis_cmd_t), r->connection->log);
+    cmd = ngx_calloc(sizeof(ngx_http_upload_redis_cmd_t), log);
     if (cmd == NULL) {
         return NGX_ERROR;
     }
 
     /* the cleanup does nothing until the command is queued */
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_free(cmd);
-        return NGX_ERROR;
+    cln = NULL;
+
+    if (r) {
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            ngx_free(cmd);
+            return NGX_ERROR;
+        }
     }
 
     cmd->redis = redis;
@@ -310,21 +319,23 @@ ngx_http_upload_redis_command(ngx_http_request_t *r,
         != REDIS_OK)
     {
         /* hiredis refuses a command only when out of memory here */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "upload: redis %V command not queued", &redis->name);
         ngx_free(cmd);
         return NGX_ERROR;
     }
 
-    cln->handler = ngx_http_upload_redis_cleanup_request;
-    cln->data = cmd;
+    if (cln) {
+        cln->handler = ngx_http_upload_redis_cleanup_request;
+        cln->data = cmd;
+    }
 
     ngx_add_timer(&cmd->timer, timeout);
 
     redis->pending++;
     redis->connection->idle = 0;
 
-    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, log, 0,
                    "upload: redis %V command %p queued, argc:%d pending:%ui",
                    &redis->name, cmd, argc, redis->pending);
 
@@ -730,6 +741,11 @@ ngx_http_upload_redis_reply_handler(redisAsyncContext *ac, void *reply,
 
     if (handler == NULL || redis->exiting) {
         /* the request is gone, or the process is */
+        return;
+    }
+
+    if (r == NULL) {
+        handler(NULL, data, reply);
         return;
     }
 

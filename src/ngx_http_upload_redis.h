@@ -41,7 +41,9 @@ ngx_http_upload_redis_t *ngx_http_upload_redis_create(ngx_conf_t *cf,
  * Queues a command (binary-safe argv form).  NGX_OK: the handler will be
  * called exactly once, later.  NGX_DECLINED: Redis is known to be down
  * (inside the reconnect backoff); the handler will not be called and the
- * caller answers 503 at once.  NGX_ERROR: no memory.
+ * caller answers 503 at once.  NGX_ERROR: no memory.  With r == NULL the
+ * command belongs to the worker (no request to outlive), and the handler
+ * gets r == NULL.
  */
 ngx_int_t ngx_http_upload_redis_command(ngx_http_request_t *r,
     ngx_http_upload_redis_t *redis, ngx_msec_t timeout,

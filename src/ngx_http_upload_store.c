@@ -572,29 +572,41 @@ ngx_http_upload_store_mkdirs(u_char *path, size_t from)
 void
 ngx_http_upload_store_remove_dir(ngx_http_upload_ctx_t *ctx)
 {
+    ngx_http_upload_store_remove_tree(ctx->path.data);
+}
+
+
+/* the files of a directory (one level: sessions have no subdirectories) */
+
+void
+ngx_http_upload_store_remove_tree(u_char *dir)
+{
     u_char          path[NGX_MAX_PATH];
-    DIR            *dir;
+    size_t          len;
+    DIR            *d;
     struct dirent  *de;
 
-    dir = opendir((char *) ctx->path.data);
-    if (dir == NULL) {
+    d = opendir((char *) dir);
+    if (d == NULL) {
         return;
     }
 
-    while ((de = readdir(dir)) != NULL) {
+    len = ngx_strlen(dir);
+
+    while ((de = readdir(d)) != NULL) {
 
         if (de->d_name[0] == '.') {
             continue;
         }
 
-        if (ctx->path.len + 1 + ngx_strlen(de->d_name) + 1 > sizeof(path)) {
+        if (len + 1 + ngx_strlen(de->d_name) + 1 > sizeof(path)) {
             continue;
         }
 
-        ngx_sprintf(path, "%V/%s%Z", &ctx->path, de->d_name);
+        ngx_sprintf(path, "%s/%s%Z", dir, de->d_name);
         (void) unlink((char *) path);
     }
 
-    (void) closedir(dir);
-    (void) rmdir((char *) ctx->path.data);
+    (void) closedir(d);
+    (void) rmdir((char *) dir);
 }
