@@ -253,6 +253,12 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->min_part_size < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload_min_part_size\" must be at least 1");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->min_part_size > conf->max_part_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"upload_min_part_size\" is larger than "

@@ -138,6 +138,9 @@ struct ngx_http_upload_ctx_s {
 
     ngx_uint_t                    hashes;
     ngx_str_t                     etag;
+    off_t                         limit;     /* the body's size limit, or 0 */
+    ngx_uint_t                    limit_status;
+    const char                   *limit_message;
     ngx_str_t                     expect_md5;
     ngx_str_t                     expect_sha256;
     u_char                        md5[NGX_HTTP_UPLOAD_MD5_LEN];

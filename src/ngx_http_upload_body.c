@@ -198,11 +198,10 @@ ngx_http_upload_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             continue;
         }
 
-        if (ctx->conf->max_size && ctx->size + size > ctx->conf->max_size) {
-            ngx_http_upload_body_fail(ctx, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                      "EntityTooLarge",
-                                      "the body is larger than "
-                                      "upload_max_size", 0);
+        if (ctx->limit && ctx->size + size > ctx->limit) {
+            ngx_http_upload_body_fail(ctx, ctx->limit_status,
+                                      "EntityTooLarge", ctx->limit_message,
+                                      0);
             cl->buf->pos = cl->buf->last;
             continue;
         }

@@ -60,6 +60,7 @@ static ngx_int_t ngx_http_upload_complete_reply(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
     ngx_int_t status);
 static void ngx_http_upload_complete_cleaned(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_complete_send(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_complete_fail(ngx_http_upload_ctx_t *ctx,
     ngx_uint_t status, const char *code, const char *message);
 
@@ -90,7 +91,7 @@ ngx_http_upload_complete(ngx_http_request_t *r,
     cp->retry.log = r->connection->log;
 
     cln->handler = ngx_http_upload_complete_cleanup;
-    cln->data = cp;
+    cln->data = ctx;
 
     ctx->session = session;
     ctx->complete = cp;
@@ -107,13 +108,26 @@ ngx_http_upload_complete(ngx_http_request_t *r,
 }
 
 
+/*
+ * Whatever ends the request (an error on any step, a client gone, a
+ * timeout), a session it took ("completing") is given back.
+ */
+
 static void
 ngx_http_upload_complete_cleanup(void *data)
 {
-    ngx_http_upload_complete_t *cp = data;
+    ngx_http_upload_ctx_t *ctx = data;
+
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
 
     if (cp->retry.timer_set) {
         ngx_del_timer(&cp->retry);
+    }
+
+    if (cp->began && !cp->closed) {
+        ngx_http_upload_session_reopen(ctx);
     }
 }
 
@@ -324,12 +338,12 @@ ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx, ngx_int_t status)
     switch (status) {
 
     case NGX_OK:
+        cp->began = 1;
         break;
 
     case NGX_DONE:
         /* completed before, with the same list: the same answer */
-        ngx_http_finalize_request(r, ngx_http_upload_send_text(r,
-                                         NGX_HTTP_OK, &cp->result));
+        ngx_http_finalize_request(r, ngx_http_upload_complete_send(ctx));
         return;
 
     case NGX_BUSY:
@@ -899,14 +913,45 @@ ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
 static void
 ngx_http_upload_complete_cleaned(ngx_http_upload_ctx_t *ctx)
 {
+    ngx_http_finalize_request(ctx->request,
+                              ngx_http_upload_complete_send(ctx));
+}
+
+
+/* the answer, first or remembered, with its etag as the ETag header */
+
+static ngx_int_t
+ngx_http_upload_complete_send(ngx_http_upload_ctx_t *ctx)
+{
+    u_char                      *p;
+    cJSON                       *json, *etag;
+    ngx_str_t                    value;
+    ngx_http_request_t          *r;
     ngx_http_upload_complete_t  *cp;
 
+    r = ctx->request;
     cp = ctx->complete;
 
-    ngx_http_finalize_request(ctx->request,
-                              ngx_http_upload_send_text(ctx->request,
-                                                        NGX_HTTP_OK,
-                                                        &cp->result));
+    json = cJSON_ParseWithLength((char *) cp->result.data, cp->result.len);
+    etag = cJSON_GetObjectItemCaseSensitive(json, "etag");
+
+    if (cJSON_IsString(etag)) {
+        value.len = ngx_strlen(etag->valuestring) + 2;
+        value.data = ngx_pnalloc(r->pool, value.len);
+
+        if (value.data) {
+            p = value.data;
+            *p++ = '"';
+            p = ngx_cpymem(p, etag->valuestring, value.len - 2);
+            *p = '"';
+
+            (void) ngx_http_upload_set_header(r, "ETag", &value);
+        }
+    }
+
+    cJSON_Delete(json);
+
+    return ngx_http_upload_send_text(r, NGX_HTTP_OK, &cp->result);
 }
 
 

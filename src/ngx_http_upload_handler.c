@@ -178,6 +178,9 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
     ctx->fd = NGX_INVALID_FILE;
     ctx->record = ngx_http_upload_object_save;
     ctx->reply = ngx_http_upload_reply_stored;
+    ctx->limit = ulcf->max_size;
+    ctx->limit_status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    ctx->limit_message = "the body is larger than upload_max_size";
 
     rc = ngx_http_upload_put_digests(ctx, &reason);
 

@@ -334,9 +334,14 @@ ngx_http_upload_initiate_parse(ngx_http_request_t *r,
         goto done;
     }
 
-    if (ulcf->max_size && session->size > ulcf->max_size) {
+    if ((ulcf->max_size && session->size > ulcf->max_size)
+        || (session->size > 0
+            && (session->size - 1) / ulcf->max_part_size
+               >= (off_t) ulcf->max_parts))
+    {
         *code = "EntityTooLarge";
-        *message = "the declared size is larger than upload_max_size";
+        *message = "the declared size is larger than upload_max_size, or "
+                   "than upload_max_parts parts of upload_max_part_size";
         goto done;
     }
 
@@ -531,7 +536,7 @@ ngx_http_upload_parts_listed(ngx_http_request_t *r,
 {
     cJSON                   *json, *list, *item;
     ngx_str_t                value;
-    ngx_int_t                max, marker;
+    ngx_int_t                rc, max, marker;
     ngx_uint_t               i, n;
     ngx_http_upload_part_t  *part;
 
@@ -544,28 +549,34 @@ ngx_http_upload_parts_listed(ngx_http_request_t *r,
     max = NGX_HTTP_UPLOAD_PAGE_MAX;
     marker = 0;
 
-    if (ngx_http_upload_arg(r, "max-parts", &value) == NGX_OK) {
-        max = ngx_atoi(value.data, value.len);
+    rc = ngx_http_upload_arg(r, "max-parts", &value);
+
+    if (rc != NGX_DECLINED) {
+        max = (rc == NGX_OK) ? ngx_atoi(value.data, value.len) : NGX_ERROR;
 
         if (max < 1 || max > NGX_HTTP_UPLOAD_PAGE_MAX) {
             ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
                                              NGX_HTTP_BAD_REQUEST,
                                              "InvalidArgument",
                                              "\"max-parts\" must be a "
-                                             "number from 1 to 1000"));
+                                             "number from 1 to 1000, given "
+                                             "once"));
             return;
         }
     }
 
-    if (ngx_http_upload_arg(r, "part-number-marker", &value) == NGX_OK) {
-        marker = ngx_atoi(value.data, value.len);
+    rc = ngx_http_upload_arg(r, "part-number-marker", &value);
+
+    if (rc != NGX_DECLINED) {
+        marker = (rc == NGX_OK) ? ngx_atoi(value.data, value.len) : NGX_ERROR;
 
         if (marker == NGX_ERROR) {
             ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
                                              NGX_HTTP_BAD_REQUEST,
                                              "InvalidArgument",
                                              "\"part-number-marker\" must "
-                                             "be a part number"));
+                                             "be a part number, given "
+                                             "once"));
             return;
         }
     }
@@ -763,6 +774,12 @@ ngx_http_upload_session_status(ngx_http_request_t *r, ngx_int_t status)
     case NGX_DECLINED:
         return ngx_http_upload_no_such_upload(r);
 
+    case NGX_BUSY:
+        return ngx_http_upload_send_error(r, NGX_HTTP_CONFLICT,
+                                          "OperationAborted",
+                                          "a complete of this upload is "
+                                          "running");
+
     case NGX_ERROR:
     case NGX_HTTP_SERVICE_UNAVAILABLE:
         return ngx_http_upload_redis_unavailable(r);
@@ -799,7 +816,7 @@ ngx_http_upload_session_json(ngx_http_request_t *r,
 
     part_size = session->part_size;
 
-    if (part_size < 0) {
+    if (part_size <= 0) {
         part_size = ulcf->min_part_size;
 
         if (session->size > 0
@@ -808,6 +825,10 @@ ngx_http_upload_session_json(ngx_http_request_t *r,
         {
             part_size = (session->size + ulcf->max_parts - 1)
                         / ulcf->max_parts;
+        }
+
+        if (part_size > ulcf->max_part_size) {
+            part_size = ulcf->max_part_size;
         }
     }
 
@@ -882,6 +903,11 @@ ngx_http_upload_part_put(ngx_http_request_t *r,
 
     ctx->record = ngx_http_upload_part_record;
     ctx->reply = ngx_http_upload_reply_part;
+
+    /* a chunked part is cut off where a declared one is refused */
+    ctx->limit = ulcf->max_part_size;
+    ctx->limit_status = NGX_HTTP_BAD_REQUEST;
+    ctx->limit_message = "the part is larger than upload_max_part_size";
 
     rc = ngx_http_upload_put_digests(ctx, &reason);
 

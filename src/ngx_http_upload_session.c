@@ -89,8 +89,9 @@ static const char  ngx_http_upload_load_script[] =
 
 /* the part files go with the session: their names are returned */
 static const char  ngx_http_upload_abort_script[] =
-    "local k = redis.call('HGET', KEYS[1], 'key') "
-    "if not k or k ~= ARGV[1] then return false end "
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
+    "if s[1] ~= ARGV[1] then return false end "
+    "if s[2] == 'completing' then return 0 end "
     "local files = redis.call('HVALS', KEYS[2]) "
     "redis.call('DEL', KEYS[1], KEYS[2]) "
     "redis.call('ZREM', KEYS[3], ARGV[2]) "
@@ -124,9 +125,11 @@ static const char  ngx_http_upload_part_script[] =
  * reach of further parts ("completing") and handed over with its parts.
  */
 static const char  ngx_http_upload_begin_script[] =
-    "local d = redis.call('HMGET', KEYS[3], 'list', 'result') "
+    "local d = redis.call('HMGET', KEYS[3], 'list', 'result', 'key') "
     "if d[1] then "
-    "  if d[1] == ARGV[2] then return {'done', d[2]} end "
+    "  if d[1] == ARGV[2] and d[3] == ARGV[1] then "
+    "    return {'done', d[2]} "
+    "  end "
     "  return false "
     "end "
     "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
@@ -147,7 +150,8 @@ static const char  ngx_http_upload_reopen_script[] =
 static const char  ngx_http_upload_finish_script[] =
     "redis.call('DEL', KEYS[1], KEYS[2]) "
     "redis.call('ZREM', KEYS[4], ARGV[3]) "
-    "redis.call('HSET', KEYS[3], 'list', ARGV[1], 'result', ARGV[2]) "
+    "redis.call('HSET', KEYS[3], 'list', ARGV[1], 'result', ARGV[2], "
+    "           'key', ARGV[4]) "
     "redis.call('EXPIRE', KEYS[3], 3600) "
     "return 1";
 
@@ -537,6 +541,12 @@ ngx_http_upload_session_aborted(ngx_http_request_t *r, void *data,
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         req->handler(r, req->session, NULL, NGX_ERROR);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        /* a complete runs: it decides */
+        req->handler(r, req->session, NULL, NGX_BUSY);
         return;
     }
 
@@ -1098,12 +1108,22 @@ ngx_http_upload_session_begun(ngx_http_request_t *r, void *data,
 void
 ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
 {
-    ngx_str_t                   keys[4];
-    ngx_http_request_t         *r;
-    ngx_http_upload_session_t  *session;
+    size_t                       argvlen[4];
+    ngx_str_t                    keys[4];
+    const char                  *argv[4];
+    ngx_http_request_t          *r;
+    ngx_http_upload_session_t   *session;
+    ngx_http_upload_complete_t  *cp;
 
     r = ctx->request;
     session = ctx->session;
+    cp = ctx->complete;
+
+    if (cp->closed) {
+        return;
+    }
+
+    cp->closed = 1;
 
     if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
         != NGX_OK)
@@ -1111,12 +1131,25 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
-    /* the answer does not wait for it; a lost one expires with the TTL */
+    argv[0] = "EVAL";
+    argvlen[0] = sizeof("EVAL") - 1;
+    argv[1] = ngx_http_upload_reopen_script;
+    argvlen[1] = sizeof(ngx_http_upload_reopen_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) keys[0].data;
+    argvlen[3] = keys[0].len;
 
-    (void) ngx_http_upload_session_redis(r, ngx_http_upload_reopen_script,
-                                         1, keys, 0, NULL,
+    /*
+     * Not tied to the request, which may be on its way out (this also
+     * runs from its cleanup); the answer does not wait for it, and a lost
+     * one leaves the session to expire with its TTL.
+     */
+
+    (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
+                                         ctx->conf->redis_timeout,
                                          ngx_http_upload_session_ignore,
-                                         NULL);
+                                         NULL, 4, argv, argvlen);
 }
 
 
@@ -1125,7 +1158,7 @@ ngx_http_upload_session_ignore(ngx_http_request_t *r, void *data,
     redisReply *reply)
 {
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "upload: a sliced upload could not be reopened after "
                       "a failed complete; it expires with its TTL");
     }
@@ -1136,7 +1169,7 @@ ngx_int_t
 ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
 {
-    ngx_str_t                    keys[4], args[3], set;
+    ngx_str_t                    keys[4], args[4], set;
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
     ngx_http_upload_complete_t  *cp;
@@ -1154,6 +1187,7 @@ ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     args[0] = cp->list_hash;
     args[1] = cp->result;
     args[2] = session->id;
+    args[3] = session->key;
 
     /* KEYS: the session, its parts, the result, the app's set */
 
@@ -1164,7 +1198,7 @@ ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     cp->handler = handler;
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_finish_script,
-                                         4, keys, 3, args,
+                                         4, keys, 4, args,
                                          ngx_http_upload_session_finished,
                                          ctx);
 }
@@ -1180,6 +1214,11 @@ ngx_http_upload_session_finished(ngx_http_request_t *r, void *data,
 
     cp = ctx->complete;
 
-    cp->handler(ctx, (reply && reply->type == REDIS_REPLY_INTEGER)
-                     ? NGX_OK : NGX_ERROR);
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        cp->closed = 1;
+        cp->handler(ctx, NGX_OK);
+        return;
+    }
+
+    cp->handler(ctx, NGX_ERROR);
 }

@@ -64,6 +64,8 @@ typedef struct {
     off_t                         size;
     ngx_event_t                   retry;
     ngx_uint_t                    retries;
+    unsigned                      began:1;
+    unsigned                      closed:1;
     void                        (*handler)(ngx_http_upload_ctx_t *ctx,
                                       ngx_int_t status);
 } ngx_http_upload_complete_t;

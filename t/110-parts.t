@@ -244,7 +244,7 @@ UploadTest::redis("hset", "upload:{default}:mpu:twicetwicetwicetwicetwic", "stat
 my $list = Digest::SHA::sha256_hex("1 " . Digest::MD5::md5_hex($::P1) . "\n");
 if (fork() == 0) {
     select(undef, undef, undef, 0.8);
-    UploadTest::redis("hset", "upload:{default}:mpu:twicetwicetwicetwicetwic:done", "list", $list, "result", "{\"answer\":\"of the first complete\"}\n");
+    UploadTest::redis("hset", "upload:{default}:mpu:twicetwicetwicetwicetwic:done", "list", $list, "result", "{\"answer\":\"of the first complete\"}\n", "key", "twice.txt");
     UploadTest::redis("del", "upload:{default}:mpu:twicetwicetwicetwicetwic");
     POSIX::_exit(0);
 }
@@ -255,3 +255,46 @@ if (fork() == 0) {
 --- response_body
 {"answer":"of the first complete"}
 --- timeout: 5
+
+
+
+=== TEST 11: a remembered answer is only for its own key; abort waits for no complete
+--- init
+UploadTest::make_session("default", "bound.txt", "boundboundboundboundbou2");
+UploadTest::make_session("default", "busy.txt", "busybusybusybusybusybusy");
+UploadTest::redis("hset", "upload:{default}:mpu:busybusybusybusybusybusy", "state", "completing");
+--- config eval: $::Config
+--- request eval
+["PUT /upload/bound.txt?uploadId=boundboundboundboundbou2&partNumber=1\n$::P1",
+ "POST /upload/bound.txt?uploadId=boundboundboundboundbou2\n" . main::complete_body([1, $::P1]),
+ "POST /upload/other.txt?uploadId=boundboundboundboundbou2\n" . main::complete_body([1, $::P1]),
+ "DELETE /upload/busy.txt?uploadId=busybusybusybusybusybusy",
+ "GET /upload/busy.txt?uploadId=busybusybusybusybusybusy&max-parts=5&max-parts=6"]
+--- error_code eval
+[200, 200, 404, 409, 400]
+--- response_body_like eval
+[qr/"part_number":1/, qr/"key":"bound.txt"/, qr/"code":"NoSuchUpload"/, qr/"code":"OperationAborted"/, qr/"code":"InvalidArgument"/]
+
+
+
+=== TEST 12: a chunked part cannot pass upload_max_part_size
+--- init
+UploadTest::make_session("default", "chunky.txt", "chunkychunkychunkychunky");
+--- config
+    location /upload/ { upload on; upload_min_part_size 1; upload_max_part_size 10; }
+--- raw_request eval
+"PUT /upload/chunky.txt?uploadId=chunkychunkychunkychunky&partNumber=1 HTTP/1.1\r
+Host: localhost\r
+Transfer-Encoding: chunked\r
+Connection: close\r
+\r
+8\r
+01234567\r
+8\r
+89abcdef\r
+0\r
+\r
+"
+--- error_code: 400
+--- response_body
+{"error":{"code":"EntityTooLarge","message":"the part is larger than upload_max_part_size"}}
