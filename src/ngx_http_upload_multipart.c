@@ -734,6 +734,12 @@ ngx_http_upload_sessions_listed(ngx_http_request_t *r,
     s = list->elts;
 
     for (i = 0; i < list->nelts; i++) {
+
+        if (s[i].id.len == 0) {
+            /* the script's mark: more sessions than one answer holds */
+            continue;
+        }
+
         item = cJSON_CreateObject();
         if (item == NULL) {
             goto failed;
@@ -748,6 +754,13 @@ ngx_http_upload_sessions_listed(ngx_http_request_t *r,
         {
             goto failed;
         }
+    }
+
+    if (cJSON_AddBoolToObject(json, "is_truncated",
+                              list->nelts && s[list->nelts - 1].id.len == 0)
+        == NULL)
+    {
+        goto failed;
     }
 
     ngx_http_finalize_request(r, ngx_http_upload_send_json(r, NGX_HTTP_OK,
@@ -807,7 +820,7 @@ ngx_http_upload_session_json(ngx_http_request_t *r,
     ngx_http_upload_session_t *session)
 {
     off_t                        part_size;
-    cJSON                       *json;
+    cJSON                       *json, *metadata;
     ngx_http_upload_loc_conf_t  *ulcf;
 
     ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
@@ -848,10 +861,30 @@ ngx_http_upload_session_json(ngx_http_request_t *r,
         || cJSON_AddNumberToObject(json, "max_parts",
                                    (double) ulcf->max_parts) == NULL
         || cJSON_AddNumberToObject(json, "expires",
-                                   (double) session->expires) == NULL)
+                                   (double) session->expires) == NULL
+        || (session->name.len
+            && ngx_http_upload_add_string(json, "name", &session->name)
+               != NGX_OK)
+        || (session->content_type.len
+            && ngx_http_upload_add_string(json, "content_type",
+                                          &session->content_type)
+               != NGX_OK))
     {
         cJSON_Delete(json);
         return NULL;
+    }
+
+    /* kept as the client's JSON, checked at initiate */
+
+    if (session->metadata.len) {
+        metadata = cJSON_ParseWithLength((char *) session->metadata.data,
+                                         session->metadata.len);
+        if (metadata == NULL) {
+            cJSON_Delete(json);
+            return NULL;
+        }
+
+        cJSON_AddItemToObject(json, "metadata", metadata);
     }
 
     return json;

@@ -155,7 +155,10 @@ static const char  ngx_http_upload_finish_script[] =
     "redis.call('EXPIRE', KEYS[3], 3600) "
     "return 1";
 
-/* expired sessions leave the sorted set as they are met */
+/*
+ * Expired sessions leave the sorted set as they are met; past ARGV[3]
+ * sessions, an empty entry says that the answer is truncated.
+ */
 static const char  ngx_http_upload_list_script[] =
     "local ids = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES') "
     "local out = {} "
@@ -163,8 +166,13 @@ static const char  ngx_http_upload_list_script[] =
     "  local k = redis.call('HGET', ARGV[1] .. ids[i], 'key') "
     "  if not k then "
     "    redis.call('ZREM', KEYS[1], ids[i]) "
-    "  elseif string.sub(k, 1, #ARGV[2]) == ARGV[2] "
-    "         and #out < 3 * tonumber(ARGV[3]) then "
+    "  elseif string.sub(k, 1, #ARGV[2]) == ARGV[2] then "
+    "    if #out == 3 * tonumber(ARGV[3]) then "
+    "      out[#out + 1] = '' "
+    "      out[#out + 1] = '' "
+    "      out[#out + 1] = '0' "
+    "      break "
+    "    end "
     "    out[#out + 1] = k "
     "    out[#out + 1] = ids[i] "
     "    out[#out + 1] = ids[i + 1] "

@@ -35,7 +35,7 @@ POST /upload/sized?uploads
 X-Upload-App: web
 --- error_code: 200
 --- response_body_like eval
-qr/^\{"upload_id":"$::Id","key":"sized","app":"web","size":10000,"part_size":4096,"max_parts":10000,"expires":\d{10},"parts":\[\]\}$/
+qr/^\{"upload_id":"$::Id","key":"sized","app":"web","size":10000,"part_size":4096,"max_parts":10000,"expires":\d{10},"name":"sized.bin","content_type":"application\/octet-stream","metadata":\{"owner":"alice","tags":\["a","b"\]\},"parts":\[\]\}$/
 
 
 
@@ -68,11 +68,11 @@ X-Upload-App: flow
 [200, 200, 204, 404, 404, 200]
 --- response_body_like eval
 [qr/^\{"upload_id":"flowflowflowflowflowflow","key":"flowing","app":"flow","size":null,"part_size":5242880,"max_parts":10000,"expires":\d{10},"parts":\[\],"is_truncated":false\}$/,
- qr/^\{"app":"flow","uploads":\[\{"key":"flowing","upload_id":"flowflowflowflowflowflow","initiated":\d{10}\}\]\}$/,
+ qr/^\{"app":"flow","uploads":\[\{"key":"flowing","upload_id":"flowflowflowflowflowflow","initiated":\d{10}\}\],"is_truncated":false\}$/,
  qr/^$/,
  qr/"code":"NoSuchUpload"/,
  qr/"code":"NoSuchUpload"/,
- qr/^\{"app":"flow","uploads":\[\]\}$/]
+ qr/^\{"app":"flow","uploads":\[\],"is_truncated":false\}$/]
 
 
 
@@ -162,4 +162,24 @@ X-Upload-App: lister
 --- error_code eval
 [200, 200, 200, 200]
 --- response_body_like eval
-[qr/"key":"photos\/a.jpg"/, qr/"key":"videos\/b.mp4"/, qr/^\{"app":"lister","uploads":\[\{"key":"photos\/a.jpg","upload_id":"$::Id","initiated":\d{10}\}\]\}$/, qr/^\{"app":"lister","uploads":\[\]\}$/]
+[qr/"key":"photos\/a.jpg"/, qr/"key":"videos\/b.mp4"/, qr/^\{"app":"lister","uploads":\[\{"key":"photos\/a.jpg","upload_id":"$::Id","initiated":\d{10}\}\],"is_truncated":false\}$/, qr/^\{"app":"lister","uploads":\[\],"is_truncated":false\}$/]
+
+
+
+=== TEST 11: at most 1000 sessions in one answer, and it says so
+--- init
+open my $cli, '|-', "redis-cli -p $ENV{TEST_NGINX_REDIS_PORT} >/dev/null" or die $!;
+for my $i (1 .. 1001) {
+    my $id = sprintf "many%020d", $i;
+    print $cli "HSET upload:{many}:mpu:$id key k$i state open\n";
+    print $cli "ZADD upload:{many}:mpus $i $id\n";
+}
+close $cli;
+--- config
+    location /upload/ { upload on; }
+--- request
+GET /upload/?uploads
+--- more_headers
+X-Upload-App: many
+--- error_code: 200
+--- response_body_like: ^\{"app":"many","uploads":\[(\{"key":"k\d+","upload_id":"many\d{20}","initiated":\d+\},){999}\{"key":"k1000","upload_id":"many0+1000","initiated":1000\}\],"is_truncated":true\}$
