@@ -7,26 +7,39 @@
 #
 #   make && bench/sliced.sh            (docs/performance.md, "Sliced uploads")
 #
-# Uploads a BENCH_SIZE_MIB (1024) MiB file of random data to one location
-# (`upload on; upload_min_part_size 1m;`, client_body_buffer_size 512k,
-# sha256, upload_fsync on) as
-#   put    a whole PUT, with curl over HTTP/1.1
-#   asc    a sliced upload: initiate with {"size", "part_size": 8 MiB}, the
-#          parts in ascending order over 4 keep-alive HTTP/1.1 connections
-#          (bench/sliced_client.py: Python's http.client, each part sent
-#          from a mapping of the file), then complete
-#   desc   the same, the parts sent in descending order
-# and, right after asc, times `cp` of the merged object to a new file on the
-# same filesystem, then `sync` of that copy, then `openssl dgst -sha256` of
-# the object (from the page cache), as references for complete.  One warm-up
-# of put, asc and desc (checked: the stored size, and the answer's sha256
-# against the file's), then ROUNDS (3) rounds of put, asc (+ cp), desc.
-# Every object is deleted once measured, and every upload starts after a
-# `sync`.  Also measures, once, what the client can send on its own (the
-# same parts to a sink that drops them), and, with strace, where the time
-# of one more complete goes.  Prints the machine, the median/min/max seconds
-# and MiB/s of each case, and the ratios against their targets: sliced total
-# <= 1.3 x the whole PUT, complete <= 0.5 x cp.
+# Uploads a BENCH_SIZE_MIB (1024) MiB file of random data to one location,
+# /upload/ (`upload on; upload_min_part_size 1m;`, client_body_buffer_size
+# 512k, sha256, upload_fsync on), as
+#   put       a whole PUT, with curl over HTTP/1.1
+#   asc       a sliced upload: initiate with {"size", "part_size": 8 MiB},
+#             the parts in ascending order over 4 keep-alive HTTP/1.1
+#             connections (bench/sliced_client.py: Python's http.client,
+#             each part one sendall() from a mapping of the file), then
+#             complete; the answer's sha256 must be the file's
+#   desc      the same, the parts sent in descending order
+#   asc+cp, desc+cp
+#             the same again, with, once the parts are in and before the
+#             complete is sent (outside the timed path), a timed `cp` of the
+#             data file (the same bytes) to a new file on the same
+#             filesystem, `sync` of the copy, and its removal
+# The cp of asc+cp and desc+cp ("cp cold") meets memory in the very state
+# the complete of asc and desc meets: this VM hands memory left free for a
+# few seconds back to its host, and writing into it again is 3-6 times
+# slower (docs/performance.md).  Their complete then meets warm memory (the
+# copy's, just freed), as does "cp hot": a cp of asc's merged object right
+# after its complete, which has just freed the parts' page cache.
+# Also timed: `openssl dgst -sha256` of the object (page cache), and a whole
+# PUT to a second location (/md5/: `upload_hash md5 sha256`), which computes
+# the two digests that every part computes.
+# One warm-up of put, put md5, asc and desc (checked: the stored size, the
+# answer's sha256), then ROUNDS (3) rounds of put, put md5, asc (+ cp hot),
+# asc+cp, desc, desc+cp.  Every object is deleted once measured, every
+# upload starts after a `sync`.  Also measures, once, what the client can
+# send alone (the same parts to a sink that drops them), and with strace
+# where the time of a complete goes, as it comes and after a cp.  Prints
+# the machine, median/min/max seconds and MiB/s of each case, the CPU, and
+# the ratios against their targets: sliced total <= 1.3 x the whole PUT,
+# complete <= 0.5 x cp.
 #
 # Environment:
 #   ROUNDS         the number of rounds (3)
@@ -34,34 +47,66 @@
 #   CONNECTIONS    the parallel connections of the sliced uploads (4)
 #   SINK_PORT      the port of the sink on 127.0.0.1 (8798)
 #   BREAKDOWN      0: no strace of a complete (1; skipped without strace)
+#   PYTHON         the Python 3 of the client (python3)
 # and those of bench/lib.sh, with other defaults: BENCH_DIR
-# (build/bench/sliced: put.sh's files and ports stay untouched),
+# (build/bench/sliced: bench/put.sh's files and ports stay untouched),
 # BENCH_PORT (8796), REDIS_PORT (6396), BENCH_SIZE_MIB (1024); BENCH_BUFFER,
 # BENCH_SYNC, BENCH_MODULE_SO as there.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-# the before-complete hook of the breakdown: strace attached to the worker
-# (all its threads) until bench/sliced.sh stops it
-if [ "${1:-}" = --attach-strace ]; then
-    out=$2 pidfile=$3 worker=$4
-    strace -f -ttt -T -o "$out" -p "$worker" \
-        -e trace=copy_file_range,pread64,pwrite64,fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat,rmdir,openat,mkdir \
-        2>/dev/null &
-    echo $! > "$pidfile"
-    # attached once every thread of the worker has a tracer
-    for _ in $(seq 100); do
-        all=1
-        for t in /proc/"$worker"/task/*; do
-            tp=$(awk '/^TracerPid:/ { print $2 }' "$t/status" 2>/dev/null)
-            [ "${tp:-0}" != 0 ] || all=0
-        done
-        [ $all = 1 ] && exit 0
-        sleep 0.05
+# The client's hook between the parts and the complete (not timed):
+#   --hook WORKER TICKS COPY STRACE STRACE_PID
+# with COPY (a path, or -): times `cp` of the data file (DATA, from the
+# environment) to COPY, then `sync COPY`, writes both times to TICKS.cp and
+# removes COPY: a cp in the very state of memory that the complete would
+# meet, and memory warm for the complete; then writes the CPU ticks of
+# nginx's worker so far to TICKS, and with STRACE (its output, or -),
+# attaches strace to all the worker's threads until bench/sliced.sh kills it
+# (its pid in STRACE_PID).
+if [ "${1:-}" = --hook ]; then
+    worker=$2 ticks=$3 copy=$4 out=$5 pidfile=$6
+
+    if [ "$copy" != - ]; then
+        t0=$EPOCHREALTIME
+        cp "$DATA" "$copy"
+        t1=$EPOCHREALTIME
+        sync "$copy"
+        t2=$EPOCHREALTIME
+        rm -f "$copy"
+        awk -v a="$t0" -v b="$t1" -v c="$t2" \
+            'BEGIN { printf "%.3f %.3f\n", b - a, c - a }' > "$ticks.cp"
+    fi
+
+    sum=0
+    for t in /proc/"$worker"/task/*; do
+        read -r stat < "$t/stat" || continue
+        # shellcheck disable=SC2086
+        set -- ${stat##*) }
+        sum=$((sum + ${12} + ${13}))
     done
-    echo "bench: strace did not attach" >&2
-    exit 1
+    echo "$sum" > "$ticks"
+
+    if [ "$out" != - ]; then
+        strace -f -ttt -T -o "$out" -p "$worker" \
+            -e trace=copy_file_range,pread64,pwrite64,fsync,fdatasync,rename,renameat,renameat2,unlink,unlinkat,rmdir,openat,mkdir \
+            2>/dev/null &
+        echo $! > "$pidfile"
+        # attached once every thread of the worker has a tracer
+        for _ in $(seq 100); do
+            all=1
+            for t in /proc/"$worker"/task/*; do
+                tp=$(awk '/^TracerPid:/ { print $2 }' "$t/status" 2>/dev/null)
+                [ "${tp:-0}" != 0 ] || all=0
+            done
+            [ $all = 1 ] && exit 0
+            sleep 0.05
+        done
+        echo "bench: strace did not attach" >&2
+        exit 1
+    fi
+    exit 0
 fi
 
 BENCH_DIR=${BENCH_DIR:-$(cd "$HERE/.." && pwd)/build/bench/sliced}
@@ -69,6 +114,7 @@ BENCH_PORT=${BENCH_PORT:-8796}
 REDIS_PORT=${REDIS_PORT:-6396}
 BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 
+# shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
@@ -76,8 +122,8 @@ PART_MIB=${PART_MIB:-8}
 CONNECTIONS=${CONNECTIONS:-4}
 SINK_PORT=${SINK_PORT:-8798}
 BREAKDOWN=${BREAKDOWN:-1}
-CLIENT=$HERE/sliced_client.py
 PYTHON=${PYTHON:-python3}
+CLIENT=$HERE/sliced_client.py
 
 for v in ROUNDS PART_MIB CONNECTIONS BENCH_SIZE_MIB; do
     case ${!v} in
@@ -85,33 +131,46 @@ for v in ROUNDS PART_MIB CONNECTIONS BENCH_SIZE_MIB; do
     esac
 done
 
-# one case of lib.sh: its location is /upload/
+# two cases of lib.sh: locations /upload/ and /md5/
 CASE_DESC[upload]="module, sha256, fsync on, upload_min_part_size 1m"
 CASE_CONF[upload]="upload on; upload_min_part_size 1m;"
+CASE_DESC[md5]="module, md5 + sha256, fsync on"
+CASE_CONF[md5]="upload on; upload_hash md5 sha256;"
 
 SIZE=$((BENCH_SIZE_MIB * 1048576))
 PART=$((PART_MIB * 1048576))
 NPARTS=$(((SIZE + PART - 1) / PART))
 URL=http://127.0.0.1:$BENCH_PORT/upload
 OBJ_DIR=$BENCH_DIR/store/default
-
-SINK_PID=
+COPY_FILE=$BENCH_DIR/copy.bin
+TICKS_FILE=$BENCH_DIR/hook.ticks
 STRACE_PIDFILE=$BENCH_DIR/strace.pid
 
-cleanup() {
-    local p
+SINK_PID=
 
+stop_strace() {
+    local p i
+
+    if p=$(pidfile_pid "$STRACE_PIDFILE" strace); then
+        kill "$p" 2>/dev/null || true
+        for i in $(seq 50); do
+            proc_alive "$p" || break
+            sleep 0.1
+        done
+    fi
+    rm -f "$STRACE_PIDFILE"
+}
+
+# shellcheck disable=SC2317  # (the EXIT trap calls it)
+cleanup() {
     if [ -n "$SINK_PID" ] && proc_alive "$SINK_PID"; then
         kill "$SINK_PID" 2>/dev/null || true
         wait "$SINK_PID" 2>/dev/null || true
     fi
-    if p=$(pidfile_pid "$STRACE_PIDFILE" strace); then
-        kill "$p" 2>/dev/null || true
-    fi
-    rm -f "$STRACE_PIDFILE"
+    stop_strace
     bench_stop
-    rm -rf "$BENCH_DIR"/store/.upload-parts "$BENCH_DIR"/copy.bin \
-           "$BENCH_DIR"/client.json
+    rm -rf "$BENCH_DIR"/store/.upload-parts "$COPY_FILE" \
+           "$BENCH_DIR"/client.json "$TICKS_FILE" "$TICKS_FILE.cp"
 }
 
 trap cleanup EXIT
@@ -132,7 +191,7 @@ stats() {
 }
 
 median() {
-    stats "$@" | cut -d' ' -f1
+    stats "$@" | awk '{ printf "%.2f", $1 }'
 }
 
 ratio() {
@@ -152,11 +211,12 @@ f3() {
     awk -v x="$1" 'BEGIN { printf "%.3f", x }'
 }
 
+# A - B, 3 decimals
 sub() {
-    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a - b }'
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'
 }
 
-# a number field of the client's JSON answer line
+# a number field of the client's JSON line
 jnum() {
     sed -n "s/.*\"$1\": \([0-9.e+-]*\).*/\1/p" "$BENCH_DIR/client.json"
 }
@@ -165,13 +225,13 @@ jstr() {
     sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" "$BENCH_DIR/client.json"
 }
 
-# cpu ticks -> cpu seconds per GiB of the file
+# CPU ticks -> CPU seconds per GiB of the file
 per_gib() {
     awk -v t="$1" -v tck="$BENCH_TCK" -v s="$BENCH_SIZE_MIB" \
         'BEGIN { printf "%.2f", t / tck / (s / 1024) }'
 }
 
-# --- the machine -------------------------------------------------------------
+# --- the machine ---------------------------------------------------------------
 
 module_state() {
     local head dirty=""
@@ -183,6 +243,8 @@ module_state() {
     echo "$head$dirty, .so of $(date -r "$BENCH_MODULE_BUILT" '+%F %T')"
 }
 
+command -v "$PYTHON" >/dev/null || bench_die "no $PYTHON"
+
 echo "== machine"
 echo "cpus:       $(nproc) ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
 echo "kernel:     $(uname -sr)"
@@ -190,24 +252,27 @@ echo "memory:     $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/
 echo "store fs:   $(df -PT "$BENCH_DIR" | awk 'NR == 2 { print $2 " on " $1 ", mounted on " $7 }') ($BENCH_DIR)"
 echo "nginx:      $("$NGX_BINARY" -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1, client_body_buffer_size $BENCH_BUFFER"
 echo "module:     $(module_state)"
-echo "location:   ${CASE_CONF[upload]} (sha256, upload_fsync on)"
+echo "location:   /upload/: ${CASE_CONF[upload]} (sha256, upload_fsync on)"
 echo "clients:    $(curl --version | head -1 | cut -d' ' -f1-2) (whole PUT); $("$PYTHON" --version 2>&1) http.client, $CONNECTIONS connections (sliced)"
 echo "file:       $BENCH_SIZE_MIB MiB; $NPARTS parts of $PART_MIB MiB"
 echo "load avg:   $(cut -d' ' -f1-3 /proc/loadavg) (at start)"
 
-command -v "$PYTHON" >/dev/null || bench_die "no $PYTHON"
 bench_port_busy "$SINK_PORT" \
     && bench_die "127.0.0.1:$SINK_PORT is taken: set SINK_PORT"
 
 bench_data
-bench_start upload
+bench_start upload md5
 
-# --- one upload of each kind -----------------------------------------------
+# --- one upload of each kind -------------------------------------------------
 
 # CPU around a measured step: nginx's worker, this shell's children, the
-# machine.  Sets CPU_NGINX, CPU_CLIENT (ticks) and CPU_REST (cores).
+# whole machine.  cpu_end sets CPU_NGINX and CPU_CLIENT (ticks), and
+# CPU_REST: the rest of the machine meanwhile, in cores.
 cpu_begin() {
-    read -r CM0 CP0 <<< "$(bench_worker_ticks)"
+    local m p
+
+    read -r m p <<< "$(bench_worker_ticks)"
+    CW0=$((m + p))
     bench_child_ticks
     CK0=$BENCH_CHILD_TICKS
     CB0=$(bench_machine_ticks)
@@ -215,13 +280,14 @@ cpu_begin() {
 }
 
 cpu_end() {
-    local m1 p1 b1 t1
+    local m p b1 t1
 
     t1=$EPOCHREALTIME
     b1=$(bench_machine_ticks)
     bench_child_ticks
-    read -r m1 p1 <<< "$(bench_worker_ticks)"
-    CPU_NGINX=$((m1 - CM0 + p1 - CP0))
+    read -r m p <<< "$(bench_worker_ticks)"
+    CW1=$((m + p))
+    CPU_NGINX=$((CW1 - CW0))
     CPU_CLIENT=$((BENCH_CHILD_TICKS - CK0))
     CPU_REST=$(awk -v t=$((b1 - CB0 - CPU_NGINX - CPU_CLIENT)) \
         -v tck="$BENCH_TCK" -v a="$CT0" -v b="$t1" \
@@ -231,10 +297,11 @@ cpu_end() {
 delete_object() {
     local code
 
-    code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "$URL/$1") \
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE \
+                "http://127.0.0.1:$BENCH_PORT/$1") \
         || bench_die "DELETE $1 failed"
     [ "$code" = 204 ] || bench_die "DELETE $1: HTTP $code"
-    [ ! -e "$OBJ_DIR/$1" ] || bench_die "DELETE $1 left $OBJ_DIR/$1"
+    [ ! -e "$OBJ_DIR/${1#*/}" ] || bench_die "DELETE $1 left its file"
 }
 
 check_object() {
@@ -245,64 +312,83 @@ check_object() {
     [ "$size" = "$SIZE" ] || bench_die "$1: stored $size bytes, not $SIZE"
 }
 
-# The whole PUT: T_TOTAL (s)
+# A whole PUT to case upload or md5: T_TOTAL (s)
 run_put() {
     bench_quiet
     cpu_begin
-    bench_upload upload
+    bench_upload "$1"
     cpu_end
-    T_TOTAL=$UP_TIME
+    T_TOTAL=$(f3 "$UP_TIME")
     case $UP_BODY in
     *"\"sha256\":\"$BENCH_SHA256\""*) ;;
-    *) bench_die "put: not the file's sha256 in: $UP_BODY" ;;
+    *) bench_die "put ($1): not the file's sha256 in: $UP_BODY" ;;
     esac
-    check_object obj-upload
-    delete_object obj-upload
+    check_object "obj-$1"
+    delete_object "$1/obj-$1"
 }
 
-# A sliced upload, parts in order $1 (asc, desc), to key $2, [client
-# options]: T_TOTAL, T_PARTS, T_COMPLETE (s), T_CLIENT_CPU (s)
+# A sliced upload to key KEY, parts in ORDER (asc, desc), CP (1: the cp
+# before the complete), STRACE (its output, or -): T_TOTAL, T_PARTS,
+# T_COMPLETE (s), T_CLIENT_CPU (s), nginx's CPU (ticks) during the parts
+# (CPU_PARTS) and the complete (CPU_COMPLETE), and with CP, T_CP, T_CPSYNC
 run_sliced() {
-    local order=$1 key=$2
+    local key=$1 order=$2 copy=$3 trace=$4 hook_ticks
 
-    shift 2
+    [ "$copy" = 1 ] && copy=$COPY_FILE || copy=-
+    rm -f "$TICKS_FILE" "$TICKS_FILE.cp"
+
     bench_quiet
     cpu_begin
     "$PYTHON" "$CLIENT" upload "$URL/$key" "$BENCH_FILE" \
         --part-size "$PART" --connections "$CONNECTIONS" --order "$order" \
-        --sha256 "$BENCH_SHA256" "$@" > "$BENCH_DIR/client.json" \
+        --sha256 "$BENCH_SHA256" \
+        --before-complete "DATA='$BENCH_FILE' bash '$HERE/sliced.sh' --hook '$NGX_WORKER' '$TICKS_FILE' '$copy' '$trace' '$STRACE_PIDFILE'" \
+        > "$BENCH_DIR/client.json" \
         || bench_die "sliced upload ($order) failed: $(cat "$BENCH_DIR/client.json")"
     cpu_end
+    stop_strace
+
     T_TOTAL=$(f3 "$(jnum t_total)")
     T_PARTS=$(f3 "$(jnum t_parts)")
     T_COMPLETE=$(f3 "$(jnum t_complete)")
     T_CLIENT_CPU=$(jnum client_cpu)
+    hook_ticks=$(cat "$TICKS_FILE")
+    CPU_PARTS=$((hook_ticks - CW0))
+    CPU_COMPLETE=$((CW1 - hook_ticks))
+    if [ "$copy" != - ]; then
+        read -r T_CP T_CPSYNC < "$TICKS_FILE.cp"
+    fi
     [ "$(jstr sha256)" = "$BENCH_SHA256" ] \
         || bench_die "sliced ($order): sha256 $(jstr sha256)"
     check_object "$key"
 }
 
-# cp of the merged object, then sync of the copy, then SHA-256 of the object
-# (openssl, from the page cache): T_CP, T_CPSYNC, T_SHA (s)
-run_refs() {
-    local t0 t1 t2 t3
+# cp of object KEY to a new file, then sync of the copy: T_CP, T_CPSYNC (s)
+run_cp() {
+    local t0 t1 t2
 
-    bench_quiet
     t0=$EPOCHREALTIME
-    cp "$OBJ_DIR/$1" "$BENCH_DIR/copy.bin"
+    cp "$OBJ_DIR/$1" "$COPY_FILE"
     t1=$EPOCHREALTIME
-    sync "$BENCH_DIR/copy.bin"
+    sync "$COPY_FILE"
     t2=$EPOCHREALTIME
-    cmp -s <(openssl dgst -sha256 -r "$OBJ_DIR/$1" | cut -c1-64) \
-        <(echo "$BENCH_SHA256") || bench_die "$1: the stored object is not the file"
-    t3=$EPOCHREALTIME
-    rm -f "$BENCH_DIR/copy.bin"
-    T_CP=$(f3 "$(sub "$t1" "$t0")")
-    T_CPSYNC=$(f3 "$(sub "$t2" "$t0")")
-    T_SHA=$(f3 "$(sub "$t3" "$t2")")
+    rm -f "$COPY_FILE"
+    T_CP=$(sub "$t1" "$t0")
+    T_CPSYNC=$(sub "$t2" "$t0")
 }
 
-# --- the client alone --------------------------------------------------------
+# SHA-256 of object KEY from the page cache, checked: T_SHA (s)
+run_sha() {
+    local t0 t1 sum
+
+    t0=$EPOCHREALTIME
+    sum=$(openssl dgst -sha256 -r "$OBJ_DIR/$1" | cut -c1-64)
+    t1=$EPOCHREALTIME
+    [ "$sum" = "$BENCH_SHA256" ] || bench_die "$1: the stored object is not the file"
+    T_SHA=$(sub "$t1" "$t0")
+}
+
+# --- the client alone ----------------------------------------------------------
 
 echo
 echo "== the client alone: $NPARTS parts of $PART_MIB MiB over $CONNECTIONS connections to a sink that drops them (no nginx)"
@@ -313,99 +399,117 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 sink=()
+sink_cpu=()
 for i in 1 2 3; do
     "$PYTHON" "$CLIENT" upload "http://127.0.0.1:$SINK_PORT/sink/x" \
         "$BENCH_FILE" --part-size "$PART" --connections "$CONNECTIONS" \
         --sink > "$BENCH_DIR/client.json" || bench_die "sink upload failed"
     sink+=("$(jnum t_parts)")
+    sink_cpu+=("$(jnum client_cpu)")
     echo "run $i: parts $(f3 "$(jnum t_parts)") s ($(mibs "$SIZE" "$(jnum t_parts)") MiB/s), client CPU $(jnum client_cpu) s"
 done
 kill "$SINK_PID" 2>/dev/null || true
 wait "$SINK_PID" 2>/dev/null || true
 SINK_PID=
 
-# --- warm-up -----------------------------------------------------------------
+# --- warm-up -------------------------------------------------------------------
 
 echo
 echo "== warm-up: one of each (checked: size on disk, sha256 in the answer)"
-run_put
-echo "put   total $T_TOTAL s"
-run_sliced asc obj-asc
-echo "asc   total $T_TOTAL s (parts $T_PARTS, complete $T_COMPLETE); etag $(jstr etag)"
-delete_object obj-asc
-run_sliced desc obj-desc
-echo "desc  total $T_TOTAL s (parts $T_PARTS, complete $T_COMPLETE)"
-delete_object obj-desc
+run_put upload
+echo "put     total $T_TOTAL s"
+run_put md5
+echo "put md5 total $T_TOTAL s"
+run_sliced obj-asc asc 0 -
+echo "asc     total $T_TOTAL s (parts $T_PARTS, complete $T_COMPLETE); etag $(jstr etag)"
+delete_object upload/obj-asc
+run_sliced obj-desc desc 0 -
+echo "desc    total $T_TOTAL s (parts $T_PARTS, complete $T_COMPLETE)"
+delete_object upload/obj-desc
 
-# --- rounds ------------------------------------------------------------------
+# --- rounds --------------------------------------------------------------------
 
 declare -A T=()     # case -> " s s s"
-declare -A C=()     # case -> " nginx-cpu-s/GiB ..." etc.
+declare -A C=()     # CPU: case -> " x x x"
 
 add() {
     T[$1]="${T[$1]:-} $2"
 }
 
+addc() {
+    C[$1]="${C[$1]:-} $2"
+}
+
+# a sliced case of a round: its figures under NAME
+sliced_case() {
+    local name=$1
+
+    shift
+    run_sliced "$@"
+    add "$name" "$T_TOTAL"
+    add "${name}_parts" "$T_PARTS"
+    add "${name}_complete" "$T_COMPLETE"
+    addc "${name}_parts" "$(per_gib "$CPU_PARTS")"
+    addc "${name}_complete" "$(per_gib "$CPU_COMPLETE")"
+    addc "${name}_client" "$(awk -v c="$T_CLIENT_CPU" -v s="$BENCH_SIZE_MIB" \
+        'BEGIN { printf "%.2f", c / (s / 1024) }')"
+    addc "${name}_rest" "$CPU_REST"
+    line="$line | $name $T_TOTAL ($T_PARTS + $T_COMPLETE)"
+}
+
 echo
-echo "== $ROUNDS rounds of: put, asc (+ cp, sync, sha256 of its object), desc  (seconds)"
+echo "== $ROUNDS rounds (seconds; sliced: total (parts + complete))"
 for r in $(seq "$ROUNDS"); do
-    run_put
+    line="round $r:"
+
+    run_put upload
     add put "$T_TOTAL"
-    C[put_nginx]="${C[put_nginx]:-} $(per_gib "$CPU_NGINX")"
-    C[put_client]="${C[put_client]:-} $(per_gib "$CPU_CLIENT")"
-    C[put_rest]="${C[put_rest]:-} $CPU_REST"
-    line="round $r: put $T_TOTAL"
+    addc put_nginx "$(per_gib "$CPU_NGINX")"
+    addc put_client "$(per_gib "$CPU_CLIENT")"
+    addc put_rest "$CPU_REST"
+    line="$line put $T_TOTAL"
 
-    run_sliced asc obj-asc
-    add asc "$T_TOTAL"
-    add asc_parts "$T_PARTS"
-    add asc_complete "$T_COMPLETE"
-    C[asc_nginx]="${C[asc_nginx]:-} $(per_gib "$CPU_NGINX")"
-    C[asc_client]="${C[asc_client]:-} $(awk -v c="$T_CLIENT_CPU" \
-        -v s="$BENCH_SIZE_MIB" 'BEGIN { printf "%.2f", c / (s / 1024) }')"
-    C[asc_rest]="${C[asc_rest]:-} $CPU_REST"
-    line="$line | asc $T_TOTAL (parts $T_PARTS, complete $T_COMPLETE)"
+    run_put md5
+    add md5 "$T_TOTAL"
+    addc md5_nginx "$(per_gib "$CPU_NGINX")"
+    line="$line | put md5 $T_TOTAL"
 
-    run_refs obj-asc
-    add cp "$T_CP"
-    add cpsync "$T_CPSYNC"
+    sliced_case asc obj-asc asc 0 -
+    # the parts' page cache was just freed: cp writes into warm memory
+    run_cp obj-asc
+    add cphot "$T_CP"
+    add cphotsync "$T_CPSYNC"
+    run_sha obj-asc
     add sha "$T_SHA"
-    delete_object obj-asc
-    line="$line | cp $T_CP, +sync $T_CPSYNC, sha256 $T_SHA"
+    delete_object upload/obj-asc
+    line="$line | cp hot $T_CP (+sync $T_CPSYNC) | sha256 $T_SHA"
 
-    run_sliced desc obj-desc
-    add desc "$T_TOTAL"
-    add desc_parts "$T_PARTS"
-    add desc_complete "$T_COMPLETE"
-    delete_object obj-desc
-    line="$line | desc $T_TOTAL (parts $T_PARTS, complete $T_COMPLETE)"
+    sliced_case asc+cp obj-asc asc 1 -
+    add cpcold "$T_CP"
+    add cpcoldsync "$T_CPSYNC"
+    delete_object upload/obj-asc
+    line="$line [cp $T_CP, +sync $T_CPSYNC]"
+
+    sliced_case desc obj-desc desc 0 -
+    delete_object upload/obj-desc
+
+    sliced_case desc+cp obj-desc desc 1 -
+    add cpcold "$T_CP"
+    add cpcoldsync "$T_CPSYNC"
+    delete_object upload/obj-desc
+    line="$line [cp $T_CP, +sync $T_CPSYNC]"
 
     echo "$line"
 done
 
-# --- where one complete's time goes (strace) ---------------------------------
+# --- where one complete's time goes (strace) -----------------------------------
 
-BD=
-if [ "$BREAKDOWN" = 1 ] && command -v strace >/dev/null; then
-    echo
-    echo "== one more sliced upload (asc), its complete under strace -f on the worker"
-    trace=$BENCH_DIR/complete.strace
-    rm -f "$trace"
-    run_sliced asc obj-asc \
-        --before-complete "bash '$HERE/sliced.sh' --attach-strace '$trace' '$STRACE_PIDFILE' '$NGX_WORKER'"
-    if p=$(pidfile_pid "$STRACE_PIDFILE" strace); then
-        kill "$p" 2>/dev/null || true
-        for _ in $(seq 50); do proc_alive "$p" || break; sleep 0.1; done
-    fi
-    rm -f "$STRACE_PIDFILE"
-    delete_object obj-asc
-    BD_COMPLETE=$T_COMPLETE
-    echo "complete $T_COMPLETE s (parts $T_PARTS s)"
-
-    # phases of the pool thread that merged: calls start at their
-    # timestamp and last <d>; "<unfinished ...>"/"resumed>" pairs joined
-    BD=$(awk '
-        function call(name, start, dur) {
+# phases of the complete in an strace -f -ttt -T output: calls start at
+# their timestamp and last <d>; "<unfinished ...>" / "resumed>" pairs joined.
+# Prints "phase span in-calls count" lines.
+breakdown() {
+    awk '
+        function call(name, start, dur,   end) {
             end = start + dur
             if (!(name in first) || start < first[name]) first[name] = start
             if (!(name in last) || end > last[name]) last[name] = end
@@ -415,11 +519,10 @@ if [ "$BREAKDOWN" = 1 ] && command -v strace >/dev/null; then
         {
             pid = $1; ts = $2
             if ($0 ~ /<unfinished \.\.\.>$/) {
-                split($3, a, "("); pend[pid] = a[1]; pts[pid] = ts; next
+                split($3, a, "("); pts[pid] = ts; next
             }
-            if (match($0, /<[0-9.]+>$/)) {
-                dur = substr($0, RSTART + 1, RLENGTH - 2)
-            } else next
+            if (!match($0, /<[0-9.]+>$/)) next
+            dur = substr($0, RSTART + 1, RLENGTH - 2)
             if ($3 == "<...") { name = $4; start = pts[pid] }
             else { split($3, a, "("); name = a[1]; start = ts }
             if (name == "unlinkat") name = "unlink"
@@ -429,79 +532,126 @@ if [ "$BREAKDOWN" = 1 ] && command -v strace >/dev/null; then
         END {
             printf "copy %.3f %.3f %d\n", last["copy_file_range"] - first["copy_file_range"], sum["copy_file_range"], cnt["copy_file_range"]
             printf "hash %.3f %.3f %d\n", last["pread64"] - first["pread64"], sum["pread64"], cnt["pread64"]
-            printf "fsync %.3f %.3f %d\n", 0, sum["fsync"], cnt["fsync"]
-            printf "rename %.3f %.3f %d\n", 0, sum["rename"], cnt["rename"]
+            printf "fsync %.3f %.3f %d\n", sum["fsync"], sum["fsync"], cnt["fsync"]
+            printf "rename %.3f %.3f %d\n", sum["rename"], sum["rename"], cnt["rename"]
             printf "unlink %.3f %.3f %d\n", last["unlink"] - first["unlink"], sum["unlink"], cnt["unlink"]
-        }' "$trace")
-    echo "$BD" | awk '{ printf "%-7s span %s s, in the calls %s s, %s calls\n", $1, $2, $3, $4 }'
+        }' "$1"
+}
+
+declare -A BD=()
+if [ "$BREAKDOWN" = 1 ] && command -v strace >/dev/null; then
+    echo
+    echo "== two more sliced uploads (asc), their complete under strace -f on the worker"
+    for w in 0 1; do
+        trace=$BENCH_DIR/complete-$w.strace
+        rm -f "$trace"
+        run_sliced obj-asc asc "$w" "$trace"
+        delete_object upload/obj-asc
+        BD[$w]="all $T_COMPLETE $T_COMPLETE 1
+$(breakdown "$trace")"
+        [ "$w" = 1 ] && echo "after a cp:" || echo "as it comes:"
+        echo "${BD[$w]}" | awk '{ printf "  %-7s %s s (in the calls %s s, %d calls)\n", $1, $2, $3, $4 }'
+    done
 fi
 
 echo "load avg:   $(cut -d' ' -f1-3 /proc/loadavg) (at end)"
 
-# --- the table -----------------------------------------------------------------
+# --- the tables ------------------------------------------------------------------
 
-row() {     # label key [bytes]
-    local m lo hi bytes=${3:-$SIZE}
+declare -A MED=()
+
+row() {     # label key
+    local m lo hi
 
     # shellcheck disable=SC2086
     read -r m lo hi <<< "$(stats ${T[$2]})"
-    printf '%-52s %7s %7s %7s %7s\n' "$1" "$m" "$lo" "$hi" "$(mibs "$bytes" "$m")"
+    printf '%-50s %7s %7s %7s %7s\n' "$1" "$m" "$lo" "$hi" "$(mibs "$SIZE" "$m")"
     MED[$2]=$m
 }
 
-declare -A MED=()
 echo
-echo "== results: $ROUNDS rounds, $BENCH_SIZE_MIB MiB, $NPARTS parts of $PART_MIB MiB, $CONNECTIONS connections"
-printf '%-52s %7s %7s %7s %7s\n' case median min max MiB/s
+echo "== results: $ROUNDS rounds, $BENCH_SIZE_MIB MiB, $NPARTS parts of $PART_MIB MiB, $CONNECTIONS connections; seconds"
+printf '%-50s %7s %7s %7s %7s\n' case median min max MiB/s
 row "whole PUT (curl -T)" put
+row "whole PUT, upload_hash md5 sha256 (/md5/)" md5
 row "sliced, parts in order: total" asc
-row "  parts" asc_parts
+row "  parts (4 connections)" asc_parts
 row "  complete" asc_complete
 row "sliced, parts in reverse order: total" desc
 row "  parts" desc_parts
 row "  complete" desc_complete
-row "cp of the merged object (same fs)" cp
-row "cp, then sync of the copy" cpsync
+row "sliced, in order, cp before complete: total" asc+cp
+row "  complete" asc+cp_complete
+row "sliced, reverse, cp before complete: total" desc+cp
+row "  complete" desc+cp_complete
+row "cp cold (in place of asc's/desc's complete)" cpcold
+row "  then sync of the copy (cp + sync)" cpcoldsync
+row "cp hot (of the object, right after a complete)" cphot
+row "  then sync of the copy (cp + sync)" cphotsync
 row "openssl dgst -sha256 of the object (page cache)" sha
 read -r m lo hi <<< "$(stats "${sink[@]}")"
-printf '%-52s %7s %7s %7s %7s\n' "client alone: parts to a sink (no nginx)" \
+printf '%-50s %7s %7s %7s %7s\n' "client alone: the parts to a sink (no nginx)" \
     "$m" "$lo" "$hi" "$(mibs "$SIZE" "$m")"
 
 echo
-echo "   CPU, medians: cpu-s per GiB of nginx's worker and of the client; the rest of"
-echo "   the machine meanwhile, in cores (of $(nproc)): above 0.1, a noisy run"
-printf '%-52s %7s %7s %7s\n' "" nginx client others
+echo "   CPU, medians: cpu-s per GiB of nginx's worker (event loop + pool) and of"
+echo "   the client; the rest of the machine meanwhile, in cores (of $(nproc))"
+printf '%-50s %7s %7s %7s\n' "" nginx client others
 # shellcheck disable=SC2086
-printf '%-52s %7s %7s %7s\n' "whole PUT" "$(median ${C[put_nginx]})" \
+printf '%-50s %7s %7s %7s\n' "whole PUT (curl)" "$(median ${C[put_nginx]})" \
     "$(median ${C[put_client]})" "$(median ${C[put_rest]})"
 # shellcheck disable=SC2086
-printf '%-52s %7s %7s %7s\n' "sliced, in order (parts and complete)" \
-    "$(median ${C[asc_nginx]})" "$(median ${C[asc_client]})" \
-    "$(median ${C[asc_rest]})"
+printf '%-50s %7s\n' "whole PUT, md5 + sha256" "$(median ${C[md5_nginx]})"
+for k in asc desc; do
+    # shellcheck disable=SC2086
+    printf '%-50s %7s %7s %7s\n' "sliced, $k: parts" \
+        "$(median ${C[${k}_parts]})" "$(median ${C[${k}_client]})" \
+        "$(median ${C[${k}_rest]})"
+    # shellcheck disable=SC2086
+    printf '%-50s %7s\n' "sliced, $k: complete" "$(median ${C[${k}_complete]})"
+done
+for k in asc desc; do
+    # shellcheck disable=SC2086
+    printf '%-50s %7s\n' "sliced, $k, cp before: complete" \
+        "$(median ${C[${k}+cp_complete]})"
+done
+printf '%-50s %7s %7s\n' "client alone, to the sink" "" \
+    "$(awk -v c="$(median "${sink_cpu[@]}")" -v s="$BENCH_SIZE_MIB" \
+        'BEGIN { printf "%.2f", c / (s / 1024) }')"
 
-if [ -n "$BD" ]; then
+if [ -n "${BD[0]:-}" ]; then
     echo
-    echo "   one complete (in order) under strace, $BD_COMPLETE s in all:"
-    echo "$BD" | awk -v all="$BD_COMPLETE" '
-        $1 == "copy"   { printf "   %-49s %7.3f s (%2.0f%%)\n", "copy (copy_file_range x " $4 ")", $2, 100 * $2 / all; used += $2 }
-        $1 == "hash"   { printf "   %-49s %7.3f s (%2.0f%%), of it reading %.3f s\n", "sha256 pass (pread 1 MiB x " $4 ")", $2, 100 * $2 / all, $3; used += $2 }
-        $1 == "fsync"  { printf "   %-49s %7.3f s (%2.0f%%)\n", "fsync x " $4 " (the merged file, its directory)", $3, 100 * $3 / all; used += $3 }
-        $1 == "rename" { printf "   %-49s %7.3f s\n", "rename", $3; used += $3 }
-        $1 == "unlink" { printf "   %-49s %7.3f s (%2.0f%%)\n", "removing the parts (unlink x " $4 ")", $2, 100 * $2 / all; used += $2 }
-        END { printf "   %-49s %7.3f s\n", "the rest (Redis, event loop, hand-offs)", all - used }'
+    echo "   one complete (in order) under strace, as it comes / after a cp:"
+    paste -d' ' <(echo "${BD[0]}") <(echo "${BD[1]}") | awk '
+        $1 == "all"    { a0 = $2; a1 = $6; next }
+        $1 == "copy"   { lab = "copy (copy_file_range x " $4 ")" }
+        $1 == "hash"   { lab = "SHA-256 pass (pread 1 MiB x " $4 ")" }
+        $1 == "fsync"  { lab = "fsync x " $4 " (merged file, its directory)" }
+        $1 == "rename" { lab = "rename" }
+        $1 == "unlink" { lab = "remove the parts (unlink x " $4 ")" }
+        { printf "   %-47s %6.3f s %3.0f%%   %6.3f s %3.0f%%\n", lab, $2, 100 * $2 / a0, $6, 100 * $6 / a1; u0 += $2; u1 += $6 }
+        END {
+            printf "   %-47s %6.3f s %3.0f%%   %6.3f s %3.0f%%\n", "the rest (Redis, event loop, hand-offs)", a0 - u0, 100 * (a0 - u0) / a0, a1 - u1, 100 * (a1 - u1) / a1
+            printf "   %-47s %6.3f s        %6.3f s\n", "complete, in all", a0, a1
+        }'
 fi
 
 echo
-printf '%-52s %7s %7s %7s\n' target ratio goal ""
-q=$(ratio "${MED[asc]}" "${MED[put]}")
-printf '%-52s %7s %7s %7s\n' "sliced total (in order) / whole PUT" "$q" "<= 1.3" "$(verdict "$q" 1.3)"
-q=$(ratio "${MED[desc]}" "${MED[put]}")
-printf '%-52s %7s %7s %7s\n' "sliced total (reverse) / whole PUT" "$q" "(1.3)" "$(verdict "$q" 1.3)"
-q=$(ratio "${MED[asc_complete]}" "${MED[cp]}")
-printf '%-52s %7s %7s %7s\n' "complete (in order) / cp" "$q" "<= 0.5" "$(verdict "$q" 0.5)"
-q=$(ratio "${MED[desc_complete]}" "${MED[cp]}")
-printf '%-52s %7s %7s %7s\n' "complete (reverse) / cp" "$q" "<= 0.5" "$(verdict "$q" 0.5)"
-q=$(ratio "${MED[asc_complete]}" "${MED[cpsync]}")
-printf '%-52s %7s %7s %7s\n' "complete (in order) / (cp + sync)" "$q" "(info)" ""
+printf '%-50s %7s %7s %7s\n' target ratio goal ""
+target() {  # label a b goal
+    local q
+
+    q=$(ratio "$2" "$3")
+    printf '%-50s %7s %7s %7s\n' "$1" "$q" "<= $4" "$(verdict "$q" "$4")"
+}
+target "sliced total (in order) / whole PUT" "${MED[asc]}" "${MED[put]}" 1.3
+target "sliced total (reverse) / whole PUT" "${MED[desc]}" "${MED[put]}" 1.3
+target "complete (in order) / cp cold" "${MED[asc_complete]}" "${MED[cpcold]}" 0.5
+target "complete (reverse) / cp cold" "${MED[desc_complete]}" "${MED[cpcold]}" 0.5
+target "complete (in order, after cp) / cp hot" "${MED[asc+cp_complete]}" "${MED[cphot]}" 0.5
+target "complete (reverse, after cp) / cp hot" "${MED[desc+cp_complete]}" "${MED[cphot]}" 0.5
+echo "(info: complete (in order) / (cp cold + sync): $(ratio "${MED[asc_complete]}" "${MED[cpcoldsync]}");" \
+     "after cp / (cp hot + sync): $(ratio "${MED[asc+cp_complete]}" "${MED[cphotsync]}");" \
+     "sliced parts alone (in order) / whole PUT: $(ratio "${MED[asc_parts]}" "${MED[put]}"))"
 
 exit 0

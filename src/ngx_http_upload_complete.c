@@ -589,6 +589,15 @@ ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
         }
 
         (void) ngx_close_file(fd);
+
+#if (NGX_LINUX) && defined(SYNC_FILE_RANGE_WRITE)
+        /* the disk starts on each part now: the final fsync has less left */
+
+        if (ctx->conf->fsync) {
+            (void) sync_file_range(ctx->fd, offset - file[i].size,
+                                   file[i].size, SYNC_FILE_RANGE_WRITE);
+        }
+#endif
     }
 
     if (ngx_http_upload_merge_hash(ctx, offset) != NGX_OK) {
@@ -902,6 +911,18 @@ ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
                   "%O bytes", &ctx->app, &ctx->key, cp->listed->nelts,
                   ctx->size);
 
+    /*
+     * The answer goes out now; the request ends once the part files are
+     * removed (the answer is remembered: removing them changes nothing).
+     */
+
+    cp->rc = ngx_http_upload_complete_send(ctx);
+
+    if (cp->rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
     ctx->path = cp->dir;
 
     ngx_http_upload_finalize(r, ngx_http_upload_store_step(ctx,
@@ -913,8 +934,11 @@ ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
 static void
 ngx_http_upload_complete_cleaned(ngx_http_upload_ctx_t *ctx)
 {
-    ngx_http_finalize_request(ctx->request,
-                              ngx_http_upload_complete_send(ctx));
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+
+    ngx_http_finalize_request(ctx->request, cp->rc);
 }
 
 

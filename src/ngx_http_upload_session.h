@@ -64,6 +64,7 @@ typedef struct {
     off_t                         size;
     ngx_event_t                   retry;
     ngx_uint_t                    retries;
+    ngx_int_t                     rc;
     unsigned                      began:1;
     unsigned                      closed:1;
     void                        (*handler)(ngx_http_upload_ctx_t *ctx,
