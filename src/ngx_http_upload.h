@@ -229,6 +229,7 @@ ngx_int_t ngx_http_upload_parse_content_md5(ngx_pool_t *pool,
 ngx_int_t ngx_http_upload_parse_sha256(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *sha256);
 ngx_int_t ngx_http_upload_digest_verify(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_hex_decode(u_char *dst, u_char *src, size_t len);
 ngx_int_t ngx_http_upload_digest_hex(ngx_pool_t *pool,
     ngx_http_upload_ctx_t *ctx, ngx_http_upload_object_t *obj);
 

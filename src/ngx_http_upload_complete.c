@@ -614,9 +614,10 @@ static ngx_int_t
 ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out, off_t *offset,
     off_t size)
 {
-    u_char   buf[65536];
-    off_t    done;
-    ssize_t  n;
+    u_char     buf[65536];
+    off_t      done;
+    ssize_t    n;
+    ngx_err_t  err;
 
     done = 0;
 
@@ -665,7 +666,10 @@ ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out, off_t *offset,
             return NGX_ERROR;
         }
 
-        if (pwrite(out, buf, n, *offset) != n) {
+        if (ngx_http_upload_store_write(out, buf, n, *offset, &err)
+            == NGX_ERROR)
+        {
+            ngx_set_errno(err);
             return NGX_ERROR;
         }
 
@@ -777,8 +781,7 @@ static ngx_int_t
 ngx_http_upload_complete_etag(ngx_http_upload_ctx_t *ctx)
 {
     u_char                       md5[NGX_HTTP_UPLOAD_MD5_LEN], *p;
-    ngx_int_t                    n;
-    ngx_uint_t                   i, j, k;
+    ngx_uint_t                   i;
     EVP_MD_CTX                  *md;
     ngx_http_upload_listed_t    *listed;
     ngx_http_upload_complete_t  *cp;
@@ -799,14 +802,12 @@ ngx_http_upload_complete_etag(ngx_http_upload_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        for (k = 0, j = 0; k < NGX_HTTP_UPLOAD_MD5_LEN; k++, j += 2) {
-            n = ngx_hextoi(&listed[i].etag.data[j], 2);
-            if (n == NGX_ERROR) {
-                EVP_MD_CTX_free(md);
-                return NGX_ERROR;
-            }
-
-            md5[k] = (u_char) n;
+        if (ngx_http_upload_hex_decode(md5, listed[i].etag.data,
+                                       NGX_HTTP_UPLOAD_MD5_LEN)
+            != NGX_OK)
+        {
+            EVP_MD_CTX_free(md);
+            return NGX_ERROR;
         }
 
         if (EVP_DigestUpdate(md, md5, sizeof(md5)) != 1) {

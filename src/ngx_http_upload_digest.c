@@ -187,9 +187,6 @@ ngx_int_t
 ngx_http_upload_parse_sha256(ngx_pool_t *pool, ngx_str_t *value,
     ngx_str_t *sha256)
 {
-    ngx_int_t   n;
-    ngx_uint_t  i;
-
     if (value->len != 2 * NGX_HTTP_UPLOAD_SHA256_LEN) {
         return NGX_DECLINED;
     }
@@ -199,16 +196,35 @@ ngx_http_upload_parse_sha256(ngx_pool_t *pool, ngx_str_t *value,
         return NGX_ERROR;
     }
 
-    for (i = 0; i < NGX_HTTP_UPLOAD_SHA256_LEN; i++) {
-        n = ngx_hextoi(&value->data[2 * i], 2);
-        if (n == NGX_ERROR) {
-            return NGX_DECLINED;
-        }
-
-        sha256->data[i] = (u_char) n;
+    if (ngx_http_upload_hex_decode(sha256->data, value->data,
+                                   NGX_HTTP_UPLOAD_SHA256_LEN)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
     }
 
     sha256->len = NGX_HTTP_UPLOAD_SHA256_LEN;
+
+    return NGX_OK;
+}
+
+
+/* "len" bytes from 2 * len hex digits, either case */
+
+ngx_int_t
+ngx_http_upload_hex_decode(u_char *dst, u_char *src, size_t len)
+{
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    for (i = 0; i < len; i++) {
+        n = ngx_hextoi(&src[2 * i], 2);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        dst[i] = (u_char) n;
+    }
 
     return NGX_OK;
 }
