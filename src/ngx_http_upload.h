@@ -134,6 +134,7 @@ struct ngx_http_upload_ctx_s {
     ngx_str_t                     path;
     ngx_str_t                     temp;
     ngx_fd_t                      fd;
+    off_t                         offset;    /* where the body goes in fd */
     off_t                         size;
 
     ngx_uint_t                    hashes;
@@ -173,6 +174,7 @@ struct ngx_http_upload_ctx_s {
     unsigned                      last_passed:1;
     unsigned                      failed:1;
     unsigned                      committed:1;
+    unsigned                      shared:1;  /* the file is not ours */
 
     void                        (*redis_done)(ngx_http_upload_ctx_t *ctx);
 
@@ -183,6 +185,7 @@ struct ngx_http_upload_ctx_s {
     void                         *session;
     void                         *complete;
     ngx_uint_t                    part_number;
+    ngx_str_t                     slot;      /* a part's claim token */
 
     /* the commit steps after the body: fsync, record, rename */
     void                        (*step_work)(ngx_http_upload_ctx_t *ctx);

@@ -78,6 +78,8 @@ ngx_http_upload_body_start(ngx_http_upload_ctx_t *ctx)
     /* lane 0 writes the file, the others hash */
 
     ctx->lanes[0].ctx = ctx;
+    ctx->lanes[0].offset = ctx->offset;
+    ctx->lanes[0].synced = ctx->offset;
     ctx->nlanes = 1;
 
     if (ngx_http_upload_digest_init(ctx) != NGX_OK) {

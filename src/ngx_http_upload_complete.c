@@ -12,6 +12,11 @@
  *         -> forget the session, remember the answer (Redis)
  *         -> remove the part files (thread) -> 200
  *
+ * When every listed part was written in place (the session's data file
+ * holds them all, at their offsets) the data file itself is renamed into
+ * place: nothing is copied.  Either way only the bytes after the running
+ * SHA-256's prefix (ngx_http_upload_running.c) are hashed here.
+ *
  * A failed check or merge gives the session back ("open"), so that the
  * client can fix its list or its parts.
  */
@@ -27,13 +32,13 @@
 
 
 #define NGX_HTTP_UPLOAD_COMPLETE_MAX  (2 * 1024 * 1024)
-#define NGX_HTTP_UPLOAD_HASH_CHUNK    (1024 * 1024)
 #define NGX_HTTP_UPLOAD_RETRY         100
 #define NGX_HTTP_UPLOAD_RETRIES       600
 
 
 typedef struct {
     u_char                       *path;
+    off_t                         start;    /* in the data file, in place */
     off_t                         size;
 } ngx_http_upload_merge_file_t;
 
@@ -48,12 +53,15 @@ static void ngx_http_upload_complete_retry(ngx_event_t *ev);
 static void ngx_http_upload_complete_cleanup(void *data);
 static ngx_int_t ngx_http_upload_complete_check(ngx_http_upload_ctx_t *ctx,
     const char **code, const char **message);
+static void ngx_http_upload_complete_plan(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_complete_merge(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_complete_in_place(
+    ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx);
-static ngx_int_t ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out,
-    off_t *offset, off_t size);
-static ngx_int_t ngx_http_upload_merge_hash(ngx_http_upload_ctx_t *ctx,
-    off_t size);
+static void ngx_http_upload_in_place_work(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_merge_copy(ngx_fd_t in, off_t start,
+    ngx_fd_t out, off_t *offset, off_t size);
+static ngx_int_t ngx_http_upload_merge_hash(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_merge_done(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_complete_etag(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_complete_reply(ngx_http_upload_ctx_t *ctx);
@@ -377,7 +385,11 @@ ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx, ngx_int_t status)
         return;
     }
 
-    ngx_http_upload_finalize(r, ngx_http_upload_complete_merge(ctx));
+    ngx_http_upload_complete_plan(ctx);
+
+    ngx_http_upload_finalize(r, cp->in_place
+                                ? ngx_http_upload_complete_in_place(ctx)
+                                : ngx_http_upload_complete_merge(ctx));
 }
 
 
@@ -476,7 +488,75 @@ ngx_http_upload_complete_check(ngx_http_upload_ctx_t *ctx, const char **code,
 }
 
 
-/* the plan: the listed parts' files, in order, then the thread */
+/*
+ * In place when the listed parts are all the parts the declared size
+ * has, each written in place, and no part is being written in place
+ * (its writer would still write into the data file once renamed).  The
+ * running SHA-256 is used when it covers a prefix of the listed parts.
+ */
+
+static void
+ngx_http_upload_complete_plan(ngx_http_upload_ctx_t *ctx)
+{
+    off_t                        size;
+    ngx_int_t                    m;
+    ngx_uint_t                   i, j, all;
+    ngx_http_upload_part_t      *part;
+    ngx_http_upload_listed_t    *listed;
+    ngx_http_upload_session_t   *session;
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+    session = ctx->session;
+    listed = cp->listed->elts;
+    part = cp->parts->elts;
+
+    all = (session->size > 0 && session->part_size > 0 && cp->writing == 0
+           && cp->listed->nelts
+              == (ngx_uint_t) ((session->size + session->part_size - 1)
+                               / session->part_size)
+           && listed[cp->listed->nelts - 1].number == cp->listed->nelts);
+
+    m = session->hash_part;
+
+    if (m < 0 || (ngx_uint_t) m > cp->listed->nelts
+        || (m > 0 && (listed[m - 1].number != (ngx_uint_t) m
+                      || session->hash_state.len == 0))
+        || ngx_http_upload_running_load(&cp->sha, &session->hash_state)
+           != NGX_OK)
+    {
+        m = 0;
+        (void) ngx_http_upload_running_load(&cp->sha, NULL);
+    }
+
+    size = 0;
+    j = 0;
+
+    for (i = 0; i < cp->listed->nelts; i++) {
+
+        while (part[j].number != listed[i].number) {
+            j++;
+        }
+
+        if (part[j].file.len != sizeof(NGX_HTTP_UPLOAD_DATA_FILE) - 1
+            || ngx_strncmp(part[j].file.data, NGX_HTTP_UPLOAD_DATA_FILE,
+                           part[j].file.len) != 0)
+        {
+            all = 0;
+        }
+
+        if (i < (ngx_uint_t) m) {
+            size += part[j].size;
+        }
+    }
+
+    cp->in_place = all;
+    cp->hashed = m;
+    cp->hashed_size = size;
+}
+
+
+/* the listed parts' files, in order, then the thread */
 
 static ngx_int_t
 ngx_http_upload_complete_merge(ngx_http_upload_ctx_t *ctx)
@@ -521,6 +601,14 @@ ngx_http_upload_complete_merge(ngx_http_upload_ctx_t *ctx)
         }
 
         file->size = part[j].size;
+        file->start = 0;
+
+        if (part[j].file.len == sizeof(NGX_HTTP_UPLOAD_DATA_FILE) - 1
+            && ngx_strncmp(part[j].file.data, NGX_HTTP_UPLOAD_DATA_FILE,
+                           part[j].file.len) == 0)
+        {
+            file->start = (off_t) (part[j].number - 1) * session->part_size;
+        }
         file->path = ngx_pnalloc(r->pool, cp->dir.len + part[j].file.len + 2);
         if (file->path == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -579,7 +667,8 @@ ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
             return;
         }
 
-        if (ngx_http_upload_merge_copy(fd, ctx->fd, &offset, file[i].size)
+        if (ngx_http_upload_merge_copy(fd, file[i].start, ctx->fd, &offset,
+                                       file[i].size)
             != NGX_OK)
         {
             ctx->step_err = ngx_errno ? ngx_errno : EIO;
@@ -600,7 +689,7 @@ ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
 #endif
     }
 
-    if (ngx_http_upload_merge_hash(ctx, offset) != NGX_OK) {
+    if (ngx_http_upload_merge_hash(ctx) != NGX_OK) {
         ctx->step_err = ngx_errno ? ngx_errno : EIO;
         ctx->step_op = "hashing the merged file";
         return;
@@ -610,20 +699,103 @@ ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
 }
 
 
+/*
+ * The data file holds the object already: the complete opens it, the
+ * thread hashes what the running SHA-256 has not and syncs it, and the
+ * rename of a whole upload moves it into place.  A declared SHA-256 is
+ * checked before anything else happens to it.
+ */
+
 static ngx_int_t
-ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out, off_t *offset,
-    off_t size)
+ngx_http_upload_complete_in_place(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_request_t          *r;
+    ngx_http_upload_session_t   *session;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    cp = ctx->complete;
+    session = ctx->session;
+
+    if (ngx_http_upload_session_dir(r, &session->app, &session->id, &cp->dir)
+        != NGX_OK
+        || ngx_http_upload_store_path(r, ctx->conf, &session->app,
+                                      &session->key, &ctx->path)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->temp.len = cp->dir.len + sizeof("/" NGX_HTTP_UPLOAD_DATA_FILE) - 1;
+    ctx->temp.data = ngx_pnalloc(r->pool, ctx->temp.len + 1);
+    if (ctx->temp.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(ctx->temp.data, "%V/" NGX_HTTP_UPLOAD_DATA_FILE "%Z",
+                &cp->dir);
+
+    /* until it is renamed, the data file stays the session's */
+
+    ctx->shared = 1;
+    ctx->hashes = NGX_HTTP_UPLOAD_SHA256;
+
+    if (ngx_http_upload_store_open_temp(ctx) != NGX_OK) {
+        return ngx_http_upload_complete_fail(ctx,
+                   ctx->status ? ctx->status : NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   ctx->status == NGX_HTTP_INSUFFICIENT_STORAGE
+                   ? "InsufficientStorage" : "InternalError",
+                   "the parts' data file could not be opened");
+    }
+
+    return ngx_http_upload_store_step(ctx, ngx_http_upload_in_place_work,
+                                      ngx_http_upload_merge_done);
+}
+
+
+static void
+ngx_http_upload_in_place_work(ngx_http_upload_ctx_t *ctx)
+{
+    u_char                       hex[2 * NGX_HTTP_UPLOAD_SHA256_LEN];
+    ngx_http_upload_session_t   *session;
+
+    session = ctx->session;
+
+    if (ngx_http_upload_merge_hash(ctx) != NGX_OK) {
+        ctx->step_err = ngx_errno ? ngx_errno : EIO;
+        ctx->step_op = "hashing the parts' data file";
+        return;
+    }
+
+    ngx_hex_dump(hex, ctx->sha256, NGX_HTTP_UPLOAD_SHA256_LEN);
+
+    if (session->sha256.len
+        && ngx_strncmp(session->sha256.data, hex, sizeof(hex)) != 0)
+    {
+        /* merge_done answers BadDigest; the session keeps its data */
+        return;
+    }
+
+    ngx_http_upload_store_sync(ctx);
+}
+
+
+static ngx_int_t
+ngx_http_upload_merge_copy(ngx_fd_t in, off_t start, ngx_fd_t out,
+    off_t *offset, off_t size)
 {
     u_char     buf[65536];
-    off_t      done;
+    off_t      done, in_offset;
     ssize_t    n;
     ngx_err_t  err;
 
     done = 0;
+    in_offset = start;
 
 #if (NGX_LINUX)
     while (done < size) {
-        n = copy_file_range(in, NULL, out, offset, (size_t) (size - done), 0);
+        n = copy_file_range(in, &in_offset, out, offset,
+                            (size_t) (size - done), 0);
 
         if (n > 0) {
             done += n;
@@ -652,7 +824,8 @@ ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out, off_t *offset,
 #endif
 
     while (done < size) {
-        n = pread(in, buf, ngx_min((off_t) sizeof(buf), size - done), done);
+        n = pread(in, buf, ngx_min((off_t) sizeof(buf), size - done),
+                  start + done);
 
         if (n == -1 && ngx_errno == NGX_EINTR) {
             continue;
@@ -681,53 +854,34 @@ ngx_http_upload_merge_copy(ngx_fd_t in, ngx_fd_t out, off_t *offset,
 }
 
 
+/* from the end of the running SHA-256's prefix to the end of the object */
+
 static ngx_int_t
-ngx_http_upload_merge_hash(ngx_http_upload_ctx_t *ctx, off_t size)
+ngx_http_upload_merge_hash(ngx_http_upload_ctx_t *ctx)
 {
-    u_char      *buf;
-    off_t        offset;
-    ssize_t      n;
-    ngx_int_t    rc;
-    EVP_MD_CTX  *sha;
+    u_char                      *buf;
+    ngx_int_t                    rc;
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
 
     buf = ngx_alloc(NGX_HTTP_UPLOAD_HASH_CHUNK, ngx_cycle->log);
-    sha = EVP_MD_CTX_new();
-
-    rc = NGX_ERROR;
-
-    if (buf == NULL || sha == NULL
-        || EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1)
-    {
-        goto done;
+    if (buf == NULL) {
+        return NGX_ERROR;
     }
 
-    for (offset = 0; offset < size; offset += n) {
-        n = pread(ctx->fd, buf, NGX_HTTP_UPLOAD_HASH_CHUNK, offset);
+    rc = ngx_http_upload_running_update(&cp->sha, ctx->fd, cp->hashed_size,
+                                        cp->size - cp->hashed_size, buf);
 
-        if (n == -1 && ngx_errno == NGX_EINTR) {
-            n = 0;
-            continue;
-        }
+    ngx_free(buf);
 
-        if (n <= 0 || EVP_DigestUpdate(sha, buf, n) != 1) {
-            goto done;
-        }
+    if (rc != NGX_OK || SHA256_Final(ctx->sha256, &cp->sha) != 1) {
+        return NGX_ERROR;
     }
 
-    if (EVP_DigestFinal_ex(sha, ctx->sha256, NULL) == 1) {
-        ctx->size = size;
-        rc = NGX_OK;
-    }
+    ctx->size = cp->size;
 
-done:
-
-    EVP_MD_CTX_free(sha);
-
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    return rc;
+    return NGX_OK;
 }
 
 
@@ -851,6 +1005,13 @@ ngx_http_upload_complete_reply(ngx_http_upload_ctx_t *ctx)
     r = ctx->request;
     cp = ctx->complete;
 
+    /*
+     * The object is in place: the session cannot be given back any more
+     * (in place, its data file is the object now).
+     */
+
+    cp->closed = 1;
+
     sha256.data = ngx_pnalloc(r->pool, 2 * NGX_HTTP_UPLOAD_SHA256_LEN);
     if (sha256.data == NULL
         || ngx_http_upload_object_url(r, &ctx->app, &ctx->key, &url)
@@ -909,8 +1070,10 @@ ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "upload: sliced upload of \"%V/%V\" completed, %ui parts, "
-                  "%O bytes", &ctx->app, &ctx->key, cp->listed->nelts,
-                  ctx->size);
+                  "%O bytes, %s, %O bytes hashed at complete",
+                  &ctx->app, &ctx->key, cp->listed->nelts, ctx->size,
+                  cp->in_place ? "in place" : "copied",
+                  ctx->size - cp->hashed_size);
 
     /*
      * The answer goes out now; the request ends once the part files are

@@ -894,7 +894,11 @@ ngx_http_upload_session_json(ngx_http_request_t *r,
 /*
  * PUT <key>?uploadId=<id>&partNumber=<n>: the body streams into the part's
  * own file, named "<n>.<random>" in the session's directory, so that a
- * part replaced while a reader looks at the session is never torn.
+ * part replaced while a reader looks at the session is never torn.  A
+ * part that fits the layout declared at initiate and whose place is free
+ * goes in place instead, into the session's data file at its offset (the
+ * check decides, ngx_http_upload_session_check()); "<random>" is then the
+ * token of its claim.
  */
 
 static ngx_int_t
@@ -964,7 +968,9 @@ ngx_http_upload_part_put(ngx_http_request_t *r,
     }
 
     p = ngx_sprintf(ctx->path.data, "%V/%ui.", &dir, number);
+    ctx->slot.data = p;
     p = ngx_hex_dump(p, rnd, sizeof(rnd));
+    ctx->slot.len = p - ctx->slot.data;
     *p = '\0';
 
     ctx->path.len = p - ctx->path.data;

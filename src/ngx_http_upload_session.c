@@ -52,6 +52,9 @@ static void ngx_http_upload_session_listed(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_checked(ngx_http_request_t *r,
     void *data, redisReply *reply);
+static ngx_int_t ngx_http_upload_part_in_place(ngx_http_upload_ctx_t *ctx,
+    off_t part_size);
+static void ngx_http_upload_part_release(void *data);
 static void ngx_http_upload_part_recorded(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_begun(ngx_http_request_t *r,
@@ -87,45 +90,102 @@ static const char  ngx_http_upload_load_script[] =
     "if #s == 0 then return false end "
     "return {s, redis.call('HGETALL', KEYS[2])}";
 
+/*
+ * The scripts take the session's keys in the order of
+ * ngx_http_upload_session_key_names().
+ */
+
 /* the part files go with the session: their names are returned */
 static const char  ngx_http_upload_abort_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
     "if s[1] ~= ARGV[1] then return false end "
     "if s[2] == 'completing' then return 0 end "
     "local files = redis.call('HVALS', KEYS[2]) "
-    "redis.call('DEL', KEYS[1], KEYS[2]) "
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6]) "
     "redis.call('ZREM', KEYS[3], ARGV[2]) "
     "return files";
 
-/* a part may come only while the session is open, for its key */
+/*
+ * A part may come only while the session is open, for its key: {0} if
+ * not.  A part that fits the layout declared at initiate (size and
+ * part_size both given, the part's Content-Length exactly its share) and
+ * whose place is free claims it, {2, part_size}: its body is written in
+ * place in the session's one data file.  The place is free unless it
+ * holds a recorded part or another request writes it.  Else {1}: the
+ * part goes to a file of its own.
+ */
 static const char  ngx_http_upload_check_script[] =
-    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
-    "if s[1] ~= ARGV[1] or s[2] ~= 'open' then return 0 end "
-    "return 1";
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state', 'size', "
+    "                     'part_size') "
+    "if s[1] ~= ARGV[1] or s[2] ~= 'open' then return {0} end "
+    "local size, psize = tonumber(s[3]), tonumber(s[4]) "
+    "local n, len = tonumber(ARGV[2]), tonumber(ARGV[3]) "
+    "if not size or not psize or size < 0 or psize <= 0 then "
+    "  return {1} "
+    "end "
+    "local last = math.floor((size + psize - 1) / psize) "
+    "local want = psize "
+    "if n == last then want = size - (last - 1) * psize end "
+    "if n > last or len ~= want then return {1} end "
+    "local old = redis.call('HGET', KEYS[2], ARGV[2]) "
+    "if old and string.sub(old, -5) == ' data' then return {1} end "
+    "if redis.call('HSETNX', KEYS[5], ARGV[2], ARGV[4]) == 0 then "
+    "  return {1} "
+    "end "
+    "redis.call('EXPIRE', KEYS[5], ARGV[5]) "
+    "return {2, psize}";
 
 /*
- * Records a part, with the same check, and refreshes the session's TTL.
- * The replaced record comes back: its file is then removed.  A reader of
- * the session sees the old part or the new one, each in its own file.
+ * Records a part, with the same check, gives back its place's claim, and
+ * refreshes the session's TTL.  The replaced record comes back: its file
+ * is then removed.  A reader of the session sees the old part or the new
+ * one, each in its own file or place.  A part replaced inside the prefix
+ * that the running SHA-256 covers restarts it.  The second member says
+ * whether the running SHA-256 can advance and nobody advances it.
  */
 static const char  ngx_http_upload_part_script[] =
-    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
+    "if ARGV[6] ~= '' and redis.call('HGET', KEYS[5], ARGV[2]) == ARGV[6] "
+    "then "
+    "  redis.call('HDEL', KEYS[5], ARGV[2]) "
+    "end "
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state', 'hash_part') "
     "if s[1] ~= ARGV[1] or s[2] ~= 'open' then return false end "
     "local old = redis.call('HGET', KEYS[2], ARGV[2]) "
     "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) "
+    "local h = tonumber(s[3]) or 0 "
+    "if old and tonumber(ARGV[2]) <= h then "
+    "  h = 0 "
+    "  redis.call('HSET', KEYS[1], 'hash_part', 0, 'hash_state', '') "
+    "  redis.call('DEL', KEYS[6]) "
+    "end "
     "redis.call('HSET', KEYS[1], 'expires', ARGV[5]) "
     "redis.call('EXPIRE', KEYS[1], ARGV[4]) "
     "redis.call('EXPIRE', KEYS[2], ARGV[4]) "
-    "return old or ''";
+    "redis.call('EXPIRE', KEYS[5], ARGV[4]) "
+    "local go = 0 "
+    "if redis.call('EXISTS', KEYS[6]) == 0 "
+    "   and redis.call('HEXISTS', KEYS[2], tostring(h + 1)) == 1 then "
+    "  go = 1 "
+    "end "
+    "return {old or '', go}";
+
+/* a part that was not recorded gives back the place it claimed */
+static const char  ngx_http_upload_release_script[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+    "  redis.call('HDEL', KEYS[1], ARGV[1]) "
+    "end "
+    "return 1";
 
 /*
  * The start of a complete.  A complete that already finished with the
  * same list of parts is answered again from its remembered result; one
  * in progress makes the caller wait; else the session is taken out of
- * reach of further parts ("completing") and handed over with its parts.
+ * reach of further parts ("completing") and handed over with its parts
+ * and the number of parts still being written in place.  The running
+ * SHA-256 stops: the complete goes on from where it got.
  */
 static const char  ngx_http_upload_begin_script[] =
-    "local d = redis.call('HMGET', KEYS[3], 'list', 'result', 'key') "
+    "local d = redis.call('HMGET', KEYS[4], 'list', 'result', 'key') "
     "if d[1] then "
     "  if d[1] == ARGV[2] and d[3] == ARGV[1] then "
     "    return {'done', d[2]} "
@@ -136,8 +196,9 @@ static const char  ngx_http_upload_begin_script[] =
     "if s[1] ~= ARGV[1] then return false end "
     "if s[2] == 'completing' then return {'busy'} end "
     "redis.call('HSET', KEYS[1], 'state', 'completing') "
+    "redis.call('DEL', KEYS[6]) "
     "return {'go', redis.call('HGETALL', KEYS[1]), "
-    "        redis.call('HGETALL', KEYS[2])}";
+    "        redis.call('HGETALL', KEYS[2]), redis.call('HLEN', KEYS[5])}";
 
 /* a complete that failed gives the session back to its client */
 static const char  ngx_http_upload_reopen_script[] =
@@ -146,13 +207,21 @@ static const char  ngx_http_upload_reopen_script[] =
     "end "
     "return 1";
 
+/* what a lost request-less command leaves behind, for the log */
+static u_char  ngx_http_upload_reopen_lost[] =
+    "a sliced upload could not be reopened after a failed complete; it "
+    "expires with its TTL";
+static u_char  ngx_http_upload_release_lost[] =
+    "the place of a part that failed could not be given back; the "
+    "complete of its upload will copy";
+
 /* the object is stored: the session goes, its result stays a while */
 static const char  ngx_http_upload_finish_script[] =
-    "redis.call('DEL', KEYS[1], KEYS[2]) "
-    "redis.call('ZREM', KEYS[4], ARGV[3]) "
-    "redis.call('HSET', KEYS[3], 'list', ARGV[1], 'result', ARGV[2], "
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6]) "
+    "redis.call('ZREM', KEYS[3], ARGV[3]) "
+    "redis.call('HSET', KEYS[4], 'list', ARGV[1], 'result', ARGV[2], "
     "           'key', ARGV[4]) "
-    "redis.call('EXPIRE', KEYS[3], 3600) "
+    "redis.call('EXPIRE', KEYS[4], 3600) "
     "return 1";
 
 /*
@@ -235,14 +304,21 @@ ngx_int_t
 ngx_http_upload_session_dir(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *id, ngx_str_t *dir)
 {
-    ngx_http_upload_loc_conf_t  *ulcf;
+    return ngx_http_upload_session_dir_pool(r->pool,
+               ngx_http_get_module_loc_conf(r, ngx_http_upload_module),
+               app, id, dir);
+}
 
-    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
 
+ngx_int_t
+ngx_http_upload_session_dir_pool(ngx_pool_t *pool,
+    ngx_http_upload_loc_conf_t *ulcf, ngx_str_t *app, ngx_str_t *id,
+    ngx_str_t *dir)
+{
     dir->len = ulcf->store.len + sizeof("/" NGX_HTTP_UPLOAD_PARTS_DIR "//")
                - 1 + app->len + id->len;
 
-    dir->data = ngx_pnalloc(r->pool, dir->len + 1);
+    dir->data = ngx_pnalloc(pool, dir->len + 1);
     if (dir->data == NULL) {
         return NGX_ERROR;
     }
@@ -254,19 +330,29 @@ ngx_http_upload_session_dir(ngx_http_request_t *r, ngx_str_t *app,
 }
 
 
-/*
- * keys[0]: the session, keys[1]: its parts, keys[2]: the app's set,
- * keys[3]: the remembered result of its complete
- */
-
 static ngx_int_t
 ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *id, ngx_str_t *keys)
 {
+    return ngx_http_upload_session_key_names(r->pool, app, id, keys);
+}
+
+
+/*
+ * keys[0]: the session, keys[1]: its parts, keys[2]: the app's set,
+ * keys[3]: the remembered result of its complete, keys[4]: its parts being
+ * written in place, keys[5]: the lease of its running SHA-256
+ */
+
+ngx_int_t
+ngx_http_upload_session_key_names(ngx_pool_t *pool, ngx_str_t *app,
+    ngx_str_t *id, ngx_str_t *keys)
+{
     u_char  *p;
 
-    p = ngx_pnalloc(r->pool, 4 * (sizeof("upload:{}:mpu::parts") - 1
-                                  + app->len + id->len));
+    p = ngx_pnalloc(pool, NGX_HTTP_UPLOAD_SESSION_KEYS
+                          * (sizeof("upload:{}:mpu::hashing") - 1
+                             + app->len + id->len));
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -286,6 +372,14 @@ ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
     keys[3].data = p;
     p = ngx_sprintf(p, "upload:{%V}:mpu:%V:done", app, id);
     keys[3].len = p - keys[3].data;
+
+    keys[4].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:mpu:%V:slots", app, id);
+    keys[4].len = p - keys[4].data;
+
+    keys[5].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:mpu:%V:hashing", app, id);
+    keys[5].len = p - keys[5].data;
 
     return NGX_OK;
 }
@@ -377,7 +471,7 @@ ngx_http_upload_session_create(ngx_http_request_t *r,
     ngx_http_upload_session_handler_pt handler)
 {
     u_char                      *p;
-    ngx_str_t                    keys[4], args[10];
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[10];
     ngx_http_upload_loc_conf_t  *ulcf;
 
     ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
@@ -451,7 +545,7 @@ ngx_http_upload_session_load(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler)
 {
-    ngx_str_t  keys[4];
+    ngx_str_t  keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
 
     if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
         != NGX_OK)
@@ -522,7 +616,7 @@ ngx_http_upload_session_abort(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler)
 {
-    ngx_str_t  keys[4], args[2];
+    ngx_str_t  keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[2];
 
     if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
         != NGX_OK)
@@ -535,7 +629,8 @@ ngx_http_upload_session_abort(ngx_http_request_t *r,
 
     return ngx_http_upload_session_eval(r, session,
                                         ngx_http_upload_abort_script,
-                                        3, keys, 2, args,
+                                        NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                        2, args,
                                         ngx_http_upload_session_aborted,
                                         handler);
 }
@@ -574,7 +669,7 @@ ngx_http_upload_session_list(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *prefix, ngx_http_upload_session_handler_pt handler)
 {
     u_char                     *p;
-    ngx_str_t                   id, keys[4], args[3];
+    ngx_str_t                   id, keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[3];
     ngx_http_upload_session_t  *session;
 
     session = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_session_t));
@@ -709,6 +804,12 @@ ngx_http_upload_session_fields(ngx_pool_t *pool,
         } else if (ngx_http_upload_field_is("state")) {
             field = &session->state;
 
+        } else if (ngx_http_upload_field_is("hash_state")) {
+            field = &session->hash_state;
+
+        } else if (ngx_http_upload_field_is("hash_part")) {
+            session->hash_part = ngx_atoi(value.data, value.len);
+
         } else if (ngx_http_upload_field_is("initiated")) {
             session->initiated = ngx_atotm(value.data, value.len);
 
@@ -834,13 +935,17 @@ ngx_http_upload_copy(ngx_pool_t *pool, ngx_str_t *dst, redisReply *src)
 }
 
 
-/* before a part's body: is the session there and open for this key? */
+/*
+ * Before a part's body: is the session there and open for this key, and
+ * may the part be written in place?  ctx->slot is the claim's token.
+ */
 
 ngx_int_t
 ngx_http_upload_session_check(ngx_http_upload_ctx_t *ctx,
     void (*open)(ngx_http_upload_ctx_t *ctx))
 {
-    ngx_str_t                   keys[4];
+    u_char                     *p;
+    ngx_str_t                   keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[5];
     ngx_http_request_t         *r;
     ngx_http_upload_session_t  *session;
 
@@ -853,10 +958,34 @@ ngx_http_upload_session_check(ngx_http_upload_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN + 2 * NGX_OFF_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    args[0] = session->key;
+
+    args[1].data = p;
+    p = ngx_sprintf(p, "%ui", ctx->part_number);
+    args[1].len = p - args[1].data;
+
+    /* -1 for a body of unknown length: never in place */
+
+    args[2].data = p;
+    p = ngx_sprintf(p, "%O", r->headers_in.content_length_n);
+    args[2].len = p - args[2].data;
+
+    args[3] = ctx->slot;
+
+    args[4].data = p;
+    p = ngx_sprintf(p, "%T", ctx->conf->session_ttl);
+    args[4].len = p - args[4].data;
+
     ctx->redis_done = open;
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_check_script,
-                                         1, keys, 1, &session->key,
+                                         NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                         5, args,
                                          ngx_http_upload_session_checked,
                                          ctx);
 }
@@ -868,17 +997,134 @@ ngx_http_upload_session_checked(ngx_http_request_t *r, void *data,
 {
     ngx_http_upload_ctx_t *ctx = data;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+    redisReply  *how;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements == 0
+        || reply->element[0]->type != REDIS_REPLY_INTEGER)
+    {
         ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
         return;
     }
 
-    if (reply->integer != 1) {
+    how = reply->element[0];
+
+    if (how->integer == 0) {
         ngx_http_finalize_request(r, ngx_http_upload_no_such_upload(r));
         return;
     }
 
+    if (how->integer == 2) {
+        if (reply->elements != 2
+            || reply->element[1]->type != REDIS_REPLY_INTEGER
+            || ngx_http_upload_part_in_place(ctx, reply->element[1]->integer)
+               != NGX_OK)
+        {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+    }
+
     ctx->redis_done(ctx);
+}
+
+
+/*
+ * The part's place is claimed: its body goes at its offset in the
+ * session's data file, and the claim is given back if the part ends
+ * unrecorded.
+ */
+
+static ngx_int_t
+ngx_http_upload_part_in_place(ngx_http_upload_ctx_t *ctx, off_t part_size)
+{
+    u_char              *p;
+    size_t               dir;
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_upload_part_release;
+    cln->data = ctx;
+
+    for (dir = ctx->path.len; ctx->path.data[dir - 1] != '/'; dir--) {
+        /* void */
+    }
+
+    p = ngx_pnalloc(r->pool, dir + sizeof(NGX_HTTP_UPLOAD_DATA_FILE));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, ctx->path.data, dir);
+    ngx_memcpy(p + dir, NGX_HTTP_UPLOAD_DATA_FILE,
+               sizeof(NGX_HTTP_UPLOAD_DATA_FILE));
+
+    ctx->path.data = p;
+    ctx->path.len = dir + sizeof(NGX_HTTP_UPLOAD_DATA_FILE) - 1;
+    ctx->temp = ctx->path;
+    ctx->offset = (off_t) (ctx->part_number - 1) * part_size;
+    ctx->shared = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_upload_part_release(void *data)
+{
+    ngx_http_upload_ctx_t *ctx = data;
+
+    size_t                       argvlen[6];
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
+    const char                  *argv[6];
+    u_char                       number[NGX_INT_T_LEN];
+    ngx_http_upload_session_t   *session;
+
+    if (ctx->committed) {
+        /* the part's record gave the claim back */
+        return;
+    }
+
+    session = ctx->session;
+
+    if (ngx_http_upload_session_keys(ctx->request, &session->app,
+                                     &session->id, keys)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = sizeof("EVAL") - 1;
+    argv[1] = ngx_http_upload_release_script;
+    argvlen[1] = sizeof(ngx_http_upload_release_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) keys[4].data;
+    argvlen[3] = keys[4].len;
+    argv[4] = (char *) number;
+    argvlen[4] = ngx_sprintf(number, "%ui", ctx->part_number) - number;
+    argv[5] = (char *) ctx->slot.data;
+    argvlen[5] = ctx->slot.len;
+
+    /*
+     * Not tied to the request, which is on its way out; a lost one leaves
+     * the place claimed until the session ends, and the complete then
+     * copies instead of renaming.
+     */
+
+    (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
+                                         ctx->conf->redis_timeout,
+                                         ngx_http_upload_session_ignore,
+                                         ngx_http_upload_release_lost,
+                                         6, argv, argvlen);
 }
 
 
@@ -889,7 +1135,7 @@ ngx_http_upload_part_record(ngx_http_upload_ctx_t *ctx,
     void (*done)(ngx_http_upload_ctx_t *ctx))
 {
     u_char                      *p, *file;
-    ngx_str_t                    keys[4], args[5];
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[6];
     ngx_http_request_t          *r;
     ngx_http_upload_object_t     obj;
     ngx_http_upload_session_t   *session;
@@ -935,10 +1181,18 @@ ngx_http_upload_part_record(ngx_http_upload_ctx_t *ctx,
     p = ngx_sprintf(p, "%T", ngx_time() + ctx->conf->session_ttl);
     args[4].len = p - args[4].data;
 
+    if (ctx->shared) {
+        args[5] = ctx->slot;
+
+    } else {
+        ngx_str_null(&args[5]);
+    }
+
     ctx->redis_done = done;
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_part_script,
-                                         2, keys, 5, args,
+                                         NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                         6, args,
                                          ngx_http_upload_part_recorded, ctx);
 }
 
@@ -949,30 +1203,46 @@ ngx_http_upload_part_recorded(ngx_http_request_t *r, void *data,
 {
     ngx_http_upload_ctx_t *ctx = data;
 
-    u_char     *p, *last;
-    ngx_str_t   dir, old;
+    u_char      *p, *last;
+    ngx_str_t    dir, old;
+    redisReply  *rec, *go;
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
         return;
     }
 
-    if (reply->type != REDIS_REPLY_STRING) {
+    if (reply->type != REDIS_REPLY_ARRAY) {
         /* completed or aborted meanwhile: the part's file goes */
         ngx_http_finalize_request(r, ngx_http_upload_no_such_upload(r));
         return;
     }
 
+    if (reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_INTEGER)
+    {
+        ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
+        return;
+    }
+
+    rec = reply->element[0];
+    go = reply->element[1];
+
+    if (go->integer == 1) {
+        ngx_http_upload_running_start(ctx);
+    }
+
     /* the part it replaces: "<size> <md5> <sha256> <file>" */
 
-    last = (u_char *) reply->str + reply->len;
+    last = (u_char *) rec->str + rec->len;
     p = last;
 
-    while (p > (u_char *) reply->str && p[-1] != ' ') {
+    while (p > (u_char *) rec->str && p[-1] != ' ') {
         p--;
     }
 
-    if (p > (u_char *) reply->str && p < last) {
+    if (p > (u_char *) rec->str && p < last) {
         old.len = last - p;
         old.data = p;
 
@@ -982,8 +1252,14 @@ ngx_http_upload_part_recorded(ngx_http_request_t *r, void *data,
             dir.len--;
         }
 
-        if (old.len != ctx->path.len - dir.len
-            || ngx_strncmp(old.data, ctx->path.data + dir.len, old.len) != 0)
+        /* the data file holds other parts: it goes with the session */
+
+        if ((old.len != ctx->path.len - dir.len
+             || ngx_strncmp(old.data, ctx->path.data + dir.len, old.len)
+                != 0)
+            && (old.len != sizeof(NGX_HTTP_UPLOAD_DATA_FILE) - 1
+                || ngx_strncmp(old.data, NGX_HTTP_UPLOAD_DATA_FILE, old.len)
+                   != 0))
         {
             p = ngx_pnalloc(r->pool, dir.len + old.len + 1);
 
@@ -1005,7 +1281,7 @@ ngx_int_t
 ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
 {
-    ngx_str_t                    keys[4], args[2];
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[2];
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
     ngx_http_upload_complete_t  *cp;
@@ -1020,16 +1296,14 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* the session, its parts, the result */
-    keys[2] = keys[3];
-
     args[0] = session->key;
     args[1] = cp->list_hash;
 
     cp->handler = handler;
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_begin_script,
-                                         3, keys, 2, args,
+                                         NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                         2, args,
                                          ngx_http_upload_session_begun, ctx);
 }
 
@@ -1087,10 +1361,14 @@ ngx_http_upload_session_begun(ngx_http_request_t *r, void *data,
         return;
     }
 
-    if (reply->elements != 3) {
+    if (reply->elements != 4
+        || reply->element[3]->type != REDIS_REPLY_INTEGER)
+    {
         cp->handler(ctx, NGX_ERROR);
         return;
     }
+
+    cp->writing = (ngx_uint_t) reply->element[3]->integer;
 
     key = session->key;
 
@@ -1117,7 +1395,7 @@ void
 ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
 {
     size_t                       argvlen[4];
-    ngx_str_t                    keys[4];
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
     const char                  *argv[4];
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
@@ -1157,7 +1435,8 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
     (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
                                          ctx->conf->redis_timeout,
                                          ngx_http_upload_session_ignore,
-                                         NULL, 4, argv, argvlen);
+                                         ngx_http_upload_reopen_lost,
+                                         4, argv, argvlen);
 }
 
 
@@ -1165,10 +1444,10 @@ static void
 ngx_http_upload_session_ignore(ngx_http_request_t *r, void *data,
     redisReply *reply)
 {
+    u_char *what = data;
+
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "upload: a sliced upload could not be reopened after "
-                      "a failed complete; it expires with its TTL");
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "upload: %s", what);
     }
 }
 
@@ -1177,7 +1456,7 @@ ngx_int_t
 ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
 {
-    ngx_str_t                    keys[4], args[4], set;
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[4];
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
     ngx_http_upload_complete_t  *cp;
@@ -1197,16 +1476,11 @@ ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     args[2] = session->id;
     args[3] = session->key;
 
-    /* KEYS: the session, its parts, the result, the app's set */
-
-    set = keys[2];
-    keys[2] = keys[3];
-    keys[3] = set;
-
     cp->handler = handler;
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_finish_script,
-                                         4, keys, 4, args,
+                                         NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                         4, args,
                                          ngx_http_upload_session_finished,
                                          ctx);
 }

@@ -12,7 +12,19 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/sha.h>
+
 #include "ngx_http_upload.h"
+
+
+/* the parts written in place: one file in the session's directory */
+#define NGX_HTTP_UPLOAD_DATA_FILE     "data"
+
+/* the buffer of a thread that hashes a file */
+#define NGX_HTTP_UPLOAD_HASH_CHUNK    (1024 * 1024)
+
+/* how many Redis keys a session has: ngx_http_upload_session_key_names() */
+#define NGX_HTTP_UPLOAD_SESSION_KEYS  6
 
 
 /* 18 random bytes, base64url: 24 characters, 144 bits */
@@ -32,6 +44,8 @@ typedef struct {
     ngx_str_t                     content_type;
     ngx_str_t                     metadata;    /* JSON text, or empty */
     ngx_str_t                     state;
+    ngx_int_t                     hash_part;   /* parts in hash_state */
+    ngx_str_t                     hash_state;  /* the running SHA-256 */
     time_t                        initiated;
     time_t                        expires;
 } ngx_http_upload_session_t;
@@ -62,11 +76,17 @@ typedef struct {
     ngx_str_t                     dir;
     ngx_array_t                  *files;
     off_t                         size;
+    ngx_uint_t                    writing;     /* parts written in place */
+    ngx_uint_t                    hashed;      /* parts in "sha" */
+    off_t                         hashed_size;
+    SHA256_CTX                    sha;         /* the object's, so far */
     ngx_event_t                   retry;
     ngx_uint_t                    retries;
     ngx_int_t                     rc;
     unsigned                      began:1;
     unsigned                      closed:1;
+    unsigned                      in_place:1;
+    unsigned                      bad_digest:1;
     void                        (*handler)(ngx_http_upload_ctx_t *ctx,
                                       ngx_int_t status);
 } ngx_http_upload_complete_t;
@@ -93,8 +113,13 @@ ngx_int_t ngx_http_upload_session_list(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *prefix,
     ngx_http_upload_session_handler_pt handler);
 
+ngx_int_t ngx_http_upload_session_key_names(ngx_pool_t *pool,
+    ngx_str_t *app, ngx_str_t *id, ngx_str_t *keys);
 ngx_int_t ngx_http_upload_session_dir(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *id, ngx_str_t *dir);
+ngx_int_t ngx_http_upload_session_dir_pool(ngx_pool_t *pool,
+    ngx_http_upload_loc_conf_t *ulcf, ngx_str_t *app, ngx_str_t *id,
+    ngx_str_t *dir);
 
 ngx_int_t ngx_http_upload_session_check(ngx_http_upload_ctx_t *ctx,
     void (*open)(ngx_http_upload_ctx_t *ctx));
@@ -109,6 +134,13 @@ ngx_int_t ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
 
 ngx_int_t ngx_http_upload_complete(ngx_http_request_t *r,
     ngx_http_upload_session_t *session);
+
+void ngx_http_upload_running_start(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_running_update(SHA256_CTX *sha, ngx_fd_t fd,
+    off_t offset, off_t size, u_char *buf);
+ngx_int_t ngx_http_upload_running_load(SHA256_CTX *sha, ngx_str_t *state);
+ngx_int_t ngx_http_upload_running_save(ngx_pool_t *pool, SHA256_CTX *sha,
+    ngx_str_t *state);
 
 
 #endif /* _NGX_HTTP_UPLOAD_SESSION_H_INCLUDED_ */

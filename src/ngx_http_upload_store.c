@@ -116,8 +116,11 @@ ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx)
             *p = '\0';
         }
 
+        /* a part written in place shares the session's data file */
+
         ctx->fd = ngx_open_file(ctx->temp.data, NGX_FILE_RDWR,
-                                NGX_FILE_CREATE_OR_OPEN|O_EXCL|O_CLOEXEC,
+                                NGX_FILE_CREATE_OR_OPEN|O_CLOEXEC
+                                | (ctx->shared ? 0 : O_EXCL),
                                 NGX_FILE_DEFAULT_ACCESS);
 
         if (ctx->fd != NGX_INVALID_FILE) {
@@ -167,7 +170,7 @@ ngx_http_upload_store_cleanup(void *data)
         ctx->fd = NGX_INVALID_FILE;
     }
 
-    if (!ctx->committed && ctx->temp.data) {
+    if (!ctx->committed && !ctx->shared && ctx->temp.data) {
         if (ngx_delete_file(ctx->temp.data) == NGX_FILE_ERROR
             && ngx_errno != NGX_ENOENT)
         {

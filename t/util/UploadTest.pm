@@ -88,17 +88,19 @@ sub json_object {
 
 # A sliced-upload session made directly in Redis, as the module lays it
 # out (docs/protocol.md), with "nparts" fake part records: for blocks that
-# need a known upload id.
+# need a known upload id.  "declared": what the initiate declared, as
+# { size => N, part_size => N, sha256 => "hex" }.
 sub make_session {
-    my ($app, $key, $id, $nparts) = @_;
+    my ($app, $key, $id, $nparts, $declared) = @_;
     my $s = "upload:{$app}:mpu:$id";
     my $now = time;
+    my %d = (size => -1, part_size => -1, sha256 => "", %{ $declared || {} });
 
-    redis("del", $s, "$s:parts");
+    redis("del", $s, "$s:parts", "$s:slots", "$s:hashing");
     redis("hset", $s, "key", $key, "initiated", $now,
-          "expires", $now + 86400, "size", -1, "part_size", -1,
-          "sha256", "", "name", "", "content_type", "", "metadata", "",
-          "state", "open");
+          "expires", $now + 86400, "size", $d{size},
+          "part_size", $d{part_size}, "sha256", $d{sha256}, "name", "",
+          "content_type", "", "metadata", "", "state", "open");
     redis("expire", $s, 86400);
     redis("zadd", "upload:{$app}:mpus", $now, $id);
 
