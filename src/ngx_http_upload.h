@@ -11,6 +11,16 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+
+/*
+ * A sliced upload's running SHA-256 keeps OpenSSL's SHA256_CTX, which
+ * OpenSSL 3 deprecates (EVP contexts cannot be saved); nginx's own SSL
+ * code silences the same warnings.
+ */
+#ifndef OPENSSL_SUPPRESS_DEPRECATED
+#define OPENSSL_SUPPRESS_DEPRECATED
+#endif
+
 #include <openssl/evp.h>
 
 #include "ngx_http_upload_redis.h"
