@@ -31,6 +31,15 @@ static char *ngx_http_upload_thread_pool(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+/* the scope of the content index: whose uploads a hit may come from */
+static ngx_conf_enum_t  ngx_http_upload_dedup_scopes[] = {
+    { ngx_string("off"), NGX_HTTP_UPLOAD_DEDUP_OFF },
+    { ngx_string("app"), NGX_HTTP_UPLOAD_DEDUP_APP },
+    { ngx_string("global"), NGX_HTTP_UPLOAD_DEDUP_GLOBAL },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_upload_commands[] = {
 
     { ngx_string("upload"),
@@ -116,6 +125,13 @@ static ngx_command_t  ngx_http_upload_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_upload_loc_conf_t, hashes),
       NULL },
+
+    { ngx_string("upload_dedup"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, dedup),
+      &ngx_http_upload_dedup_scopes },
 
     { ngx_string("upload_url_prefix"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -216,6 +232,7 @@ ngx_http_upload_create_loc_conf(ngx_conf_t *cf)
     conf->sweep_interval = NGX_CONF_UNSET_MSEC;
     conf->fsync = NGX_CONF_UNSET;
     conf->hashes = NGX_CONF_UNSET_UINT;
+    conf->dedup = NGX_CONF_UNSET_UINT;
 #if (NGX_THREADS)
     conf->thread_pool = NGX_CONF_UNSET_PTR;
 #endif
@@ -274,6 +291,8 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->fsync, prev->fsync, 1);
     ngx_conf_merge_uint_value(conf->hashes, prev->hashes,
                               NGX_HTTP_UPLOAD_SHA256);
+    ngx_conf_merge_uint_value(conf->dedup, prev->dedup,
+                              NGX_HTTP_UPLOAD_DEDUP_APP);
     ngx_conf_merge_str_value(conf->url_prefix, prev->url_prefix, "/files/");
 
 #if (NGX_THREADS)

@@ -42,6 +42,11 @@
 
 #define NGX_HTTP_INSUFFICIENT_STORAGE 507
 
+/* upload_dedup */
+#define NGX_HTTP_UPLOAD_DEDUP_OFF     0
+#define NGX_HTTP_UPLOAD_DEDUP_APP     1
+#define NGX_HTTP_UPLOAD_DEDUP_GLOBAL  2
+
 /* a handler's answer: the request goes on in a callback of the module */
 #define NGX_HTTP_UPLOAD_PENDING       -100
 
@@ -67,6 +72,7 @@ typedef struct {
     ngx_msec_t                    sweep_interval;
     ngx_flag_t                    fsync;
     ngx_uint_t                    hashes;
+    ngx_uint_t                    dedup;
     ngx_str_t                     url_prefix;
 #if (NGX_THREADS)
     ngx_thread_pool_t            *thread_pool;
@@ -92,6 +98,8 @@ typedef struct {
     ngx_str_t                     sha256;
     ngx_str_t                     etag;     /* a sliced upload's "<md5>-<n>" */
     time_t                        time;
+    unsigned                      exists:1; /* answered without a body */
+    unsigned                      dedup:1;  /* a link to stored content */
 } ngx_http_upload_object_t;
 
 
@@ -146,6 +154,8 @@ struct ngx_http_upload_ctx_s {
     ngx_fd_t                      fd;
     off_t                         offset;    /* where the body goes in fd */
     off_t                         size;
+    ino_t                         ino;       /* of the stored file */
+    void                         *dedup;
 
     ngx_uint_t                    hashes;
     ngx_str_t                     etag;
@@ -185,6 +195,9 @@ struct ngx_http_upload_ctx_s {
     unsigned                      failed:1;
     unsigned                      committed:1;
     unsigned                      shared:1;  /* the file is not ours */
+    unsigned                      index:1;   /* an object: index it */
+    unsigned                      exists:1;  /* the content was there */
+    unsigned                      deduped:1; /* linked to stored content */
 
     void                        (*redis_done)(ngx_http_upload_ctx_t *ctx);
 
@@ -255,7 +268,11 @@ void ngx_http_upload_body_fail(ngx_http_upload_ctx_t *ctx, ngx_uint_t status,
     const char *code, const char *message, ngx_err_t err);
 
 /* ngx_http_upload_store.c */
+ngx_int_t ngx_http_upload_store_temp_name(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_store_cleanup_add(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_store_mkdirs(u_char *path, size_t from);
+void ngx_http_upload_store_prepare(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_store_commit(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_store_remove(ngx_http_request_t *r,
     ngx_str_t *path);
@@ -314,6 +331,13 @@ ngx_int_t ngx_http_upload_multipart_list(ngx_http_request_t *r,
 ngx_int_t ngx_http_upload_no_such_upload(ngx_http_request_t *r);
 ngx_int_t ngx_http_upload_request_ctx(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key, ngx_http_upload_ctx_t **ctxp);
+
+/* ngx_http_upload_dedup.c */
+ngx_int_t ngx_http_upload_dedup_check_only(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_dedup_lookup(ngx_http_upload_ctx_t *ctx,
+    ngx_str_t *sha256, off_t size, void (*hit)(ngx_http_upload_ctx_t *ctx),
+    void (*miss)(ngx_http_upload_ctx_t *ctx));
+void ngx_http_upload_dedup_published(ngx_http_upload_ctx_t *ctx);
 
 /* ngx_http_upload_sweep.c */
 ngx_int_t ngx_http_upload_sweep_add(ngx_conf_t *cf,

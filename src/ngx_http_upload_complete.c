@@ -919,8 +919,9 @@ ngx_http_upload_merge_done(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
-    /* from here on, as a whole upload: record, rename, answer */
+    /* from here on, as a whole upload: record, rename, index, answer */
 
+    ctx->index = 1;
     ctx->record = ngx_http_upload_object_save;
     ctx->reply = ngx_http_upload_complete_reply;
 
@@ -1028,7 +1029,8 @@ ngx_http_upload_complete_reply(ngx_http_upload_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    if (ngx_http_upload_add_string(json, "key", &ctx->key) != NGX_OK
+    if ((ctx->deduped && cJSON_AddTrueToObject(json, "dedup") == NULL)
+        || ngx_http_upload_add_string(json, "key", &ctx->key) != NGX_OK
         || ngx_http_upload_add_string(json, "app", &ctx->app) != NGX_OK
         || cJSON_AddNumberToObject(json, "size", (double) ctx->size) == NULL
         || ngx_http_upload_add_string(json, "etag", &ctx->etag) != NGX_OK

@@ -21,6 +21,12 @@ static ngx_int_t ngx_http_upload_redirect(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key);
 static ngx_int_t ngx_http_upload_pending(ngx_http_request_t *r,
     ngx_int_t rc);
+static ngx_int_t ngx_http_upload_put_lookup(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_put_exists(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_sha256_head(ngx_http_request_t *r,
+    ngx_str_t *app);
+static void ngx_http_upload_sha256_found(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_sha256_missing(ngx_http_upload_ctx_t *ctx);
 
 
 ngx_int_t
@@ -56,6 +62,14 @@ ngx_http_upload_handler(ngx_http_request_t *r)
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
+
+    /* is this content stored? on the location itself, no key */
+
+    if (r->method == NGX_HTTP_HEAD && ngx_http_upload_arg_present(r, "sha256"))
+    {
+        return ngx_http_upload_pending(r,
+                   ngx_http_upload_sha256_head(r, &app));
     }
 
     /* the app's sliced uploads: on the location itself, no key */
@@ -197,11 +211,88 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->index = 1;
+
     ngx_http_set_ctx(r, ctx, ngx_http_upload_module);
+
+    if (ulcf->dedup && ctx->expect_sha256.len) {
+        return ngx_http_upload_pending(r, ngx_http_upload_put_lookup(ctx));
+    }
 
     return ngx_http_upload_pending(r,
                ngx_http_upload_object_check_redis(ctx,
                                                   ngx_http_upload_put_ready));
+}
+
+
+/*
+ * The client announced the content's SHA-256 (the file marker): if the
+ * store has that content, the key gets it at once and no byte of the
+ * body is needed; else the body comes as usual and is checked against
+ * the announced SHA-256.
+ */
+
+static ngx_int_t
+ngx_http_upload_put_lookup(ngx_http_upload_ctx_t *ctx)
+{
+    u_char               hex[2 * NGX_HTTP_UPLOAD_SHA256_LEN];
+    off_t                size;
+    ngx_str_t            sha256;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    size = r->headers_in.content_length_n;
+
+    h = ngx_http_upload_find_header(r, "X-Upload-Size");
+
+    if (h) {
+        size = (h->value.len && h->value.len < NGX_OFF_T_LEN)
+               ? ngx_atoof(h->value.data, h->value.len) : NGX_ERROR;
+
+        if (size < 0
+            || (r->headers_in.content_length_n >= 0
+                && size != r->headers_in.content_length_n))
+        {
+            return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "InvalidArgument",
+                                              "X-Upload-Size must be the "
+                                              "body's size in bytes");
+        }
+    }
+
+    sha256.data = hex;
+    sha256.len = ngx_hex_dump(hex, ctx->expect_sha256.data,
+                              NGX_HTTP_UPLOAD_SHA256_LEN) - hex;
+
+    return ngx_http_upload_dedup_lookup(ctx, &sha256, size,
+                                        ngx_http_upload_put_exists,
+                                        ngx_http_upload_put_ready);
+}
+
+
+/* a hit: the body is not read (no "100 Continue"), the key is linked */
+
+static void
+ngx_http_upload_put_exists(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_http_upload_refuse_body(r);
+
+    ctx->hashes = NGX_HTTP_UPLOAD_SHA256;
+    ngx_memcpy(ctx->sha256, ctx->expect_sha256.data,
+               NGX_HTTP_UPLOAD_SHA256_LEN);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "upload: \"%V/%V\" exists already (content index), "
+                  "no body read", &ctx->app, &ctx->key);
+
+    ngx_http_upload_finalize(r, ctx->record(ctx,
+                                    ngx_http_upload_store_publish));
 }
 
 
@@ -348,4 +439,96 @@ ngx_http_upload_redirect(ngx_http_request_t *r, ngx_str_t *app,
     r->headers_out.location = location;
 
     return NGX_HTTP_MOVED_TEMPORARILY;
+}
+
+
+/* HEAD ?sha256=<hex>: 200 with X-Upload-Size, or 404, in the dedup scope */
+
+static ngx_int_t
+ngx_http_upload_sha256_head(ngx_http_request_t *r, ngx_str_t *app)
+{
+    u_char                  *p;
+    ngx_str_t                value, key;
+    ngx_http_upload_ctx_t   *ctx;
+
+    if (ngx_http_upload_arg(r, "sha256", &value) != NGX_OK
+        || value.len != 2 * NGX_HTTP_UPLOAD_SHA256_LEN)
+    {
+        return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "InvalidDigest",
+                                          "\"sha256\" must be 64 hex "
+                                          "digits, given once");
+    }
+
+    for (p = value.data; p < value.data + value.len; p++) {
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) {
+            return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "InvalidDigest",
+                                              "\"sha256\" must be 64 "
+                                              "lowercase hex digits");
+        }
+    }
+
+    ngx_str_null(&key);
+
+    if (ngx_http_upload_request_ctx(r, app, &key, &ctx) != NGX_OK
+        || ngx_http_upload_dedup_check_only(ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ctx->conf->dedup) {
+        return ngx_http_upload_send_error(r, NGX_HTTP_NOT_FOUND,
+                                          "NoSuchContent",
+                                          "the content index is off here "
+                                          "(upload_dedup off)");
+    }
+
+    return ngx_http_upload_dedup_lookup(ctx, &value, -1,
+                                        ngx_http_upload_sha256_found,
+                                        ngx_http_upload_sha256_missing);
+}
+
+
+static void
+ngx_http_upload_sha256_found(ngx_http_upload_ctx_t *ctx)
+{
+    u_char              *p;
+    ngx_str_t            size;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+    if (p == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    size.data = p;
+    size.len = ngx_sprintf(p, "%O", ctx->size) - p;
+
+    if (ngx_http_upload_set_header(r, "X-Upload-Size", &size) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    ngx_http_finalize_request(r, ngx_http_send_header(r));
+}
+
+
+static void
+ngx_http_upload_sha256_missing(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
+                                     NGX_HTTP_NOT_FOUND, "NoSuchContent",
+                                     "no stored content has this SHA-256"));
 }

@@ -192,16 +192,24 @@ ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx)
 {
     ngx_http_upload_object_t  obj;
 
+    ngx_memzero(&obj, sizeof(ngx_http_upload_object_t));
+
     obj.app = ctx->app;
     obj.key = ctx->key;
     obj.size = ctx->size;
-    obj.time = 0;
+    obj.exists = ctx->exists;
+    obj.dedup = ctx->deduped;
 
     if (ngx_http_upload_digest_hex(ctx->request->pool, ctx, &obj) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_upload_reply_object(ctx->request, NGX_HTTP_CREATED, &obj);
+    /* the content was there: nothing was created by this request's body */
+
+    return ngx_http_upload_reply_object(ctx->request,
+                                        ctx->exists ? NGX_HTTP_OK
+                                                    : NGX_HTTP_CREATED,
+                                        &obj);
 }
 
 
@@ -317,7 +325,9 @@ ngx_http_upload_object_to_json(ngx_http_request_t *r,
         return NULL;
     }
 
-    if (ngx_http_upload_add_string(json, "key", &obj->key) != NGX_OK
+    if ((obj->exists && cJSON_AddTrueToObject(json, "exists") == NULL)
+        || (obj->dedup && cJSON_AddTrueToObject(json, "dedup") == NULL)
+        || ngx_http_upload_add_string(json, "key", &obj->key) != NGX_OK
         || ngx_http_upload_add_string(json, "app", &obj->app) != NGX_OK
         || cJSON_AddNumberToObject(json, "size", (double) obj->size) == NULL
         || ngx_http_upload_add_string(json, "etag",

@@ -36,7 +36,6 @@ static void ngx_http_upload_store_step_event(ngx_event_t *ev);
 static void ngx_http_upload_store_synced(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_store_rename(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_store_published(ngx_http_upload_ctx_t *ctx);
-static ngx_int_t ngx_http_upload_store_mkdirs(u_char *path, size_t from);
 
 
 ngx_int_t
@@ -64,57 +63,78 @@ ngx_http_upload_store_path(ngx_http_request_t *r,
 }
 
 
+/* a new random name in "<store>/.upload-tmp/" */
+
 ngx_int_t
-ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx)
+ngx_http_upload_store_temp_name(ngx_http_upload_ctx_t *ctx)
 {
-    u_char               *p, rnd[16];
-    ngx_err_t             err;
-    ngx_uint_t            tries, named;
-    ngx_pool_cleanup_t   *cln;
-    ngx_http_request_t   *r;
+    u_char                      *p, rnd[16];
     ngx_http_upload_loc_conf_t  *ulcf;
 
-    r = ctx->request;
     ulcf = ctx->conf;
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
+    ctx->temp.len = ulcf->store.len
+                    + sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1
+                    + 2 * sizeof(rnd);
+
+    ctx->temp.data = ngx_pnalloc(ctx->request->pool, ctx->temp.len + 1);
+    if (ctx->temp.data == NULL || RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->temp.data, ulcf->store.data, ulcf->store.len);
+    p = ngx_cpymem(p, "/" NGX_HTTP_UPLOAD_TEMP_DIR "/",
+                   sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1);
+    p = ngx_hex_dump(p, rnd, sizeof(rnd));
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+/* closes ctx->fd and removes ctx->temp unless committed, at request end */
+
+ngx_int_t
+ngx_http_upload_store_cleanup_add(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(ctx->request->pool, 0);
     if (cln == NULL) {
         return NGX_ERROR;
     }
 
-    ctx->fd = NGX_INVALID_FILE;
-
     cln->handler = ngx_http_upload_store_cleanup;
     cln->data = ctx;
 
-    /* a part is written at its own, already chosen and unique, name */
+    return NGX_OK;
+}
 
-    named = (ctx->temp.data != NULL);
 
-    if (!named) {
-        ctx->temp.len = ulcf->store.len
-                        + sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1
-                        + 2 * sizeof(rnd);
+ngx_int_t
+ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_err_t            err;
+    ngx_uint_t           tries;
+    ngx_http_request_t  *r;
 
-        ctx->temp.data = ngx_pnalloc(r->pool, ctx->temp.len + 1);
-        if (ctx->temp.data == NULL) {
-            return NGX_ERROR;
-        }
+    r = ctx->request;
+
+    ctx->fd = NGX_INVALID_FILE;
+
+    if (ngx_http_upload_store_cleanup_add(ctx) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    for (tries = 0; tries < 2; tries++) {
+    /* a part is written at its own, already chosen and unique, name */
 
-        if (!named) {
-            if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-                return NGX_ERROR;
-            }
+    if (ctx->temp.data == NULL
+        && ngx_http_upload_store_temp_name(ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
-            p = ngx_cpymem(ctx->temp.data, ulcf->store.data, ulcf->store.len);
-            p = ngx_cpymem(p, "/" NGX_HTTP_UPLOAD_TEMP_DIR "/",
-                           sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1);
-            p = ngx_hex_dump(p, rnd, sizeof(rnd));
-            *p = '\0';
-        }
+    for (tries = 0; /* void */ ; tries++) {
 
         /* a part written in place shares the session's data file */
 
@@ -135,8 +155,7 @@ ngx_http_upload_store_open_temp(ngx_http_upload_ctx_t *ctx)
 
         /* the first file of a new store or session creates its directory */
 
-        if (ngx_http_upload_store_mkdirs(ctx->temp.data, 0) != NGX_OK)
-        {
+        if (ngx_http_upload_store_mkdirs(ctx->temp.data, 0) != NGX_OK) {
             err = ngx_errno;
             break;
         }
@@ -372,6 +391,23 @@ ngx_http_upload_store_sync(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
+    /* the content index knows a file by its inode */
+
+    if (ngx_fd_info(ctx->fd, &fi) != NGX_FILE_ERROR) {
+        ctx->ino = fi.st_ino;
+    }
+
+    ngx_http_upload_store_prepare(ctx);
+}
+
+
+/* the final path's directories, and no directory at the final path */
+
+void
+ngx_http_upload_store_prepare(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_file_info_t  fi;
+
     if (ngx_http_upload_store_mkdirs(ctx->path.data, ctx->conf->store.len)
         != NGX_OK)
     {
@@ -484,6 +520,12 @@ ngx_http_upload_store_published(ngx_http_upload_ctx_t *ctx)
 
     ctx->committed = 1;
 
+    if (ctx->index && ctx->conf->dedup && !ctx->exists) {
+        /* answers once the content is indexed */
+        ngx_http_upload_dedup_published(ctx);
+        return;
+    }
+
     ngx_http_upload_finalize(r, ctx->reply(ctx));
 }
 
@@ -529,7 +571,7 @@ ngx_http_upload_store_fail(ngx_http_upload_ctx_t *ctx)
 
 /* "from": the length of the leading part of "path" that already exists */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_upload_store_mkdirs(u_char *path, size_t from)
 {
     u_char           *p;
