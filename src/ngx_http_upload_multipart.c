@@ -29,6 +29,11 @@
 static ngx_int_t ngx_http_upload_multipart_id(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key, ngx_http_upload_session_t **sp);
 static void ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_initiate_new(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_initiate_exists(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_initiate_resume(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_resumed(ngx_http_request_t *r,
+    ngx_http_upload_session_t *found, ngx_array_t *parts, ngx_int_t status);
 static ngx_int_t ngx_http_upload_initiate_parse(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, u_char *json, size_t len,
     const char **code, const char **message);
@@ -274,6 +279,42 @@ ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
+    ctx->session = session;
+
+    if (ctx->conf->dedup && session->sha256.len) {
+        /* the file marker: stored already, or an upload to resume? */
+
+        if (ngx_http_upload_store_path(r, ctx->conf, &ctx->app, &ctx->key,
+                                       &ctx->path)
+            != NGX_OK)
+        {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        rc = ngx_http_upload_dedup_lookup(ctx, &session->sha256,
+                                          session->size,
+                                          ngx_http_upload_initiate_exists,
+                                          ngx_http_upload_initiate_resume);
+
+        ngx_http_upload_finalize(r, ngx_http_upload_pending_rc(r, rc));
+        return;
+    }
+
+    ngx_http_upload_initiate_new(ctx);
+}
+
+
+static void
+ngx_http_upload_initiate_new(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_int_t                   rc;
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
+
+    r = ctx->request;
+    session = ctx->session;
+
     if (ngx_http_upload_session_new_id(r->pool, &session->id) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -283,6 +324,105 @@ ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx)
                                         ngx_http_upload_initiated);
 
     ngx_http_upload_finalize(r, ngx_http_upload_pending_rc(r, rc));
+}
+
+
+/* the content is stored: the key gets it, no session is made */
+
+static void
+ngx_http_upload_initiate_exists(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
+
+    r = ctx->request;
+    session = ctx->session;
+
+    if (ngx_http_upload_hex_decode(ctx->sha256, session->sha256.data,
+                                   NGX_HTTP_UPLOAD_SHA256_LEN)
+        != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->hashes = NGX_HTTP_UPLOAD_SHA256;
+    ctx->index = 1;
+    ctx->record = ngx_http_upload_object_save;
+    ctx->reply = ngx_http_upload_reply_stored;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "upload: \"%V/%V\" exists already (content index), no "
+                  "sliced upload needed", &ctx->app, &ctx->key);
+
+    ngx_http_upload_finalize(r, ctx->record(ctx,
+                                    ngx_http_upload_store_publish));
+}
+
+
+/* not stored: an unfinished session for the same file and key goes on */
+
+static void
+ngx_http_upload_initiate_resume(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_int_t                   rc;
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session, *found;
+
+    r = ctx->request;
+    session = ctx->session;
+
+    found = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_session_t));
+    if (found == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    found->app = session->app;
+    found->key = session->key;
+    found->sha256 = session->sha256;
+
+    rc = ngx_http_upload_session_find(r, found, ngx_http_upload_resumed);
+
+    ngx_http_upload_finalize(r, ngx_http_upload_pending_rc(r, rc));
+}
+
+
+static void
+ngx_http_upload_resumed(ngx_http_request_t *r,
+    ngx_http_upload_session_t *found, ngx_array_t *parts, ngx_int_t status)
+{
+    ngx_str_t               sha256;
+    ngx_http_upload_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_upload_module);
+
+    if (status == NGX_ERROR) {
+        ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
+        return;
+    }
+
+    sha256 = ((ngx_http_upload_session_t *) ctx->session)->sha256;
+
+    if (status != NGX_OK
+        || found->state.len != sizeof("open") - 1
+        || ngx_strncmp(found->state.data, "open", found->state.len) != 0
+        || found->sha256.len != sha256.len
+        || ngx_strncmp(found->sha256.data, sha256.data, sha256.len) != 0)
+    {
+        /* none, or one that is completing or changed: a new one */
+        ngx_http_upload_initiate_new(ctx);
+        return;
+    }
+
+    found->resumed = 1;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "upload: sliced upload %V of \"%V/%V\" resumed, %ui parts "
+                  "there", &found->id, &found->app, &found->key,
+                  parts->nelts);
+
+    ngx_http_upload_parts_listed(r, found, parts, NGX_OK);
 }
 
 
@@ -862,6 +1002,8 @@ ngx_http_upload_session_json(ngx_http_request_t *r,
                                    (double) ulcf->max_parts) == NULL
         || cJSON_AddNumberToObject(json, "expires",
                                    (double) session->expires) == NULL
+        || (session->resumed
+            && cJSON_AddTrueToObject(json, "resumed") == NULL)
         || (session->name.len
             && ngx_http_upload_add_string(json, "name", &session->name)
                != NGX_OK)

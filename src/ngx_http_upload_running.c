@@ -80,6 +80,9 @@ static ngx_int_t ngx_http_upload_running_copy(ngx_pool_t *pool,
     ngx_str_t *dst, redisReply *src);
 
 
+static const char  ngx_http_upload_running_nkeys[] =
+    ngx_value(NGX_HTTP_UPLOAD_SESSION_KEYS);
+
 /* the lease, the state and the records of the next parts to hash */
 static const char  ngx_http_upload_take_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'state', 'hash_part', "
@@ -234,8 +237,8 @@ ngx_http_upload_running_eval(ngx_http_upload_running_t *run,
     argvlen[0] = sizeof("EVAL") - 1;
     argv[1] = script;
     argvlen[1] = ngx_strlen(script);
-    argv[2] = "6";
-    argvlen[2] = 1;
+    argv[2] = ngx_http_upload_running_nkeys;
+    argvlen[2] = sizeof(ngx_http_upload_running_nkeys) - 1;
 
     for (i = 0; i < NGX_HTTP_UPLOAD_SESSION_KEYS; i++) {
         argv[3 + i] = (char *) run->keys[i].data;
@@ -555,7 +558,7 @@ ngx_http_upload_running_load(SHA256_CTX *sha, ngx_str_t *state)
     u_char      *p, pending[SHA256_CBLOCK];
     size_t       num;
     uint32_t     v[10];
-    ngx_int_t    n;
+    ngx_int_t    n, m;
     ngx_uint_t   i;
 
     if (SHA256_Init(sha) != 1) {
@@ -580,13 +583,17 @@ ngx_http_upload_running_load(SHA256_CTX *sha, ngx_str_t *state)
 
     p = state->data;
 
+    /* in halves: a 32-bit ngx_int_t holds no 32-bit word */
+
     for (i = 0; i < 10; i++, p += 8) {
-        n = ngx_hextoi(p, 8);
-        if (n == NGX_ERROR) {
+        n = ngx_hextoi(p, 4);
+        m = ngx_hextoi(p + 4, 4);
+
+        if (n == NGX_ERROR || m == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        v[i] = (uint32_t) n;
+        v[i] = ((uint32_t) n << 16) | (uint32_t) m;
     }
 
     if (num && ngx_http_upload_hex_decode(pending, p, num) != NGX_OK) {

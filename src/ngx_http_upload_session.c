@@ -48,6 +48,8 @@ static void ngx_http_upload_session_loaded(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_aborted(ngx_http_request_t *r,
     void *data, redisReply *reply);
+static void ngx_http_upload_session_found(ngx_http_request_t *r,
+    void *data, redisReply *reply);
 static void ngx_http_upload_session_listed(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_checked(ngx_http_request_t *r,
@@ -83,6 +85,9 @@ static const char  ngx_http_upload_create_script[] =
     "  'content_type', ARGV[8], 'metadata', ARGV[9], 'state', 'open') "
     "redis.call('EXPIRE', KEYS[1], ARGV[3]) "
     "redis.call('ZADD', KEYS[3], ARGV[2], ARGV[10]) "
+    "if ARGV[6] ~= '' then "
+    "  redis.call('HSET', KEYS[7], ARGV[6] .. ':' .. ARGV[1], ARGV[10]) "
+    "end "
     "if redis.call('TTL', KEYS[3]) < tonumber(ARGV[3]) then "
     "  redis.call('EXPIRE', KEYS[3], ARGV[3]) "
     "end "
@@ -104,6 +109,11 @@ static const char  ngx_http_upload_abort_script[] =
     "if s[1] ~= ARGV[1] then return false end "
     "if s[2] == 'completing' then return 0 end "
     "local files = redis.call('HVALS', KEYS[2]) "
+    "local m = redis.call('HGET', KEYS[1], 'sha256') "
+    "if m and m ~= '' "
+    "   and redis.call('HGET', KEYS[7], m .. ':' .. ARGV[1]) == ARGV[2] then "
+    "  redis.call('HDEL', KEYS[7], m .. ':' .. ARGV[1]) "
+    "end "
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6]) "
     "redis.call('ZREM', KEYS[3], ARGV[2]) "
     "return files";
@@ -207,6 +217,10 @@ static const char  ngx_http_upload_begin_script[] =
     "return {'go', redis.call('HGETALL', KEYS[1]), "
     "        redis.call('HGETALL', KEYS[2]), redis.call('HLEN', KEYS[5])}";
 
+/* the id of the open session for this sha256 and key, if any */
+static const char  ngx_http_upload_find_script[] =
+    "return redis.call('HGET', KEYS[7], ARGV[1] .. ':' .. ARGV[2])";
+
 /* a complete that failed gives the session back to its client */
 static const char  ngx_http_upload_reopen_script[] =
     "if redis.call('HGET', KEYS[1], 'state') == 'completing' then "
@@ -224,6 +238,11 @@ static u_char  ngx_http_upload_release_lost[] =
 
 /* the object is stored: the session goes, its result stays a while */
 static const char  ngx_http_upload_finish_script[] =
+    "local m = redis.call('HGET', KEYS[1], 'sha256') "
+    "if m and m ~= '' "
+    "   and redis.call('HGET', KEYS[7], m .. ':' .. ARGV[4]) == ARGV[3] then "
+    "  redis.call('HDEL', KEYS[7], m .. ':' .. ARGV[4]) "
+    "end "
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6]) "
     "redis.call('ZREM', KEYS[3], ARGV[3]) "
     "redis.call('HSET', KEYS[4], 'list', ARGV[1], 'result', ARGV[2], "
@@ -348,7 +367,8 @@ ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
 /*
  * keys[0]: the session, keys[1]: its parts, keys[2]: the app's set,
  * keys[3]: the remembered result of its complete, keys[4]: its parts being
- * written in place, keys[5]: the lease of its running SHA-256
+ * written in place, keys[5]: the lease of its running SHA-256, keys[6]:
+ * the app's unfinished sessions by "<sha256>:<key>" (to resume them)
  */
 
 ngx_int_t
@@ -387,6 +407,10 @@ ngx_http_upload_session_key_names(ngx_pool_t *pool, ngx_str_t *app,
     keys[5].data = p;
     p = ngx_sprintf(p, "upload:{%V}:mpu:%V:hashing", app, id);
     keys[5].len = p - keys[5].data;
+
+    keys[6].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:resume", app);
+    keys[6].len = p - keys[6].data;
 
     return NGX_OK;
 }
@@ -524,7 +548,8 @@ ngx_http_upload_session_create(ngx_http_request_t *r,
 
     return ngx_http_upload_session_eval(r, session,
                                         ngx_http_upload_create_script,
-                                        3, keys, 10, args,
+                                        NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                        10, args,
                                         ngx_http_upload_session_created,
                                         handler);
 }
@@ -666,6 +691,72 @@ ngx_http_upload_session_aborted(ngx_http_request_t *r, void *data,
     }
 
     req->handler(r, req->session, NULL, NGX_OK);
+}
+
+
+/*
+ * The unfinished session of this app for the same key and declared
+ * sha256, if there is one: "session" gets its id, and is loaded
+ * (NGX_DECLINED: none, or it went meanwhile).
+ */
+
+ngx_int_t
+ngx_http_upload_session_find(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler)
+{
+    ngx_str_t  keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[2];
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    args[0] = session->sha256;
+    args[1] = session->key;
+
+    return ngx_http_upload_session_eval(r, session,
+                                        ngx_http_upload_find_script,
+                                        NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                        2, args,
+                                        ngx_http_upload_session_found,
+                                        handler);
+}
+
+
+static void
+ngx_http_upload_session_found(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_session_req_t *req = data;
+
+    ngx_str_t                   id;
+    ngx_int_t                   rc;
+    ngx_http_upload_session_t  *session;
+
+    session = req->session;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        req->handler(r, session, NULL, NGX_ERROR);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STRING
+        || ngx_http_upload_copy(r->pool, &id, reply) != NGX_OK
+        || ngx_http_upload_session_valid_id(&id) != NGX_OK)
+    {
+        req->handler(r, session, NULL, NGX_DECLINED);
+        return;
+    }
+
+    session->id = id;
+
+    rc = ngx_http_upload_session_load(r, session, req->handler);
+
+    if (rc != NGX_HTTP_UPLOAD_PENDING) {
+        req->handler(r, session, NULL, NGX_ERROR);
+    }
 }
 
 

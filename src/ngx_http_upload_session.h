@@ -24,7 +24,7 @@
 #define NGX_HTTP_UPLOAD_HASH_CHUNK    (1024 * 1024)
 
 /* how many Redis keys a session has: ngx_http_upload_session_key_names() */
-#define NGX_HTTP_UPLOAD_SESSION_KEYS  6
+#define NGX_HTTP_UPLOAD_SESSION_KEYS  7
 
 
 /* 18 random bytes, base64url: 24 characters, 144 bits */
@@ -48,6 +48,7 @@ typedef struct {
     ngx_str_t                     hash_state;  /* the running SHA-256 */
     time_t                        initiated;
     time_t                        expires;
+    unsigned                      resumed:1;   /* found by its sha256 */
 } ngx_http_upload_session_t;
 
 
@@ -107,6 +108,9 @@ ngx_int_t ngx_http_upload_session_load(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler);
 ngx_int_t ngx_http_upload_session_abort(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session,
+    ngx_http_upload_session_handler_pt handler);
+ngx_int_t ngx_http_upload_session_find(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler);
 ngx_int_t ngx_http_upload_session_list(ngx_http_request_t *r,

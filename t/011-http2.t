@@ -10,6 +10,7 @@ use lib "$FindBin::Bin/util";
 use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 use Digest::MD5 ();
+use Digest::SHA ();
 
 upload_suite();
 
@@ -87,3 +88,41 @@ UploadTest::make_session("default", "h2/sliced.txt", "h2slicedh2slicedh2sliced")
 --- response_body_like eval
 [qr/"part_number":2,"size":3145731,/, qr/"part_number":1,"size":5,/, qr/"parts":2\}$/, qr/^first0000000\n/]
 --- timeout: 30
+
+
+
+=== TEST 4: an instant upload over HTTP/2: the content is stored, announcing it is a hit
+--- config eval
+"location /upload/ { upload on; }\n$::Files"
+--- request eval
+["PUT /upload/h2/first.txt\nsmall content", "PUT /upload/h2/second.txt\nsmall content",
+ "GET /files/default/h2/second.txt"]
+--- more_headers eval
+["", "X-Upload-Sha256: ${\ Digest::SHA::sha256_hex('small content')}", ""]
+--- error_code eval
+[201, 200, 200]
+--- response_body_like eval
+[qr/"key":"h2\/first.txt"/, qr/^\{"exists":true,"dedup":true,"key":"h2\/second.txt",/,
+ qr/^small content$/]
+
+
+
+=== TEST 5: a hit over HTTP/2 answers before the client sent more than the first window (nghttp)
+--- config eval
+"location /upload/ { upload on; }\n$::Files"
+--- init
+my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+my $file = "$ENV{TEST_NGINX_HTML_DIR}/big.bin";
+open my $f, '>', $file or die "$file: $!"; print $f $::Body; close $f;
+system("curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge", "-T", $file,
+       "http://127.0.0.1:$port/upload/h2/big-first.txt") == 0 or die "curl failed";
+my $out = `nghttp -v -d $file -H ':method: PUT' -H 'x-upload-sha256: ${\ Digest::SHA::sha256_hex($::Body)}' http://127.0.0.1:$port/upload/h2/big-second.txt 2>&1`;
+my $sent = 0;
+$sent += $1 while $out =~ /send DATA frame <length=(\d+)/g;
+Test::More::like($out, qr/\{"exists":true,"dedup":true,"key":"h2\/big-second.txt",/, "TEST 5: the answer is exists");
+Test::More::cmp_ok($sent, '<=', 65536, "TEST 5: the client sent at most 64 KiB of the 3 MiB body ($sent bytes)");
+--- request
+GET /files/default/h2/big-second.txt
+--- response_body eval
+$::Body
+--- timeout: 20

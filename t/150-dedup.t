@@ -8,6 +8,7 @@ use lib "$FindBin::Bin/util";
 use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 use Digest::SHA qw(sha256_hex);
+use Digest::MD5 ();
 
 upload_suite();
 check_accum_error_log();
@@ -28,7 +29,7 @@ sub exists_json {
 sub ino { (stat shift)[1] }
 
 our $Config = <<'_EOC_';
-    location /upload/ { upload on; }
+    location /upload/ { upload on; upload_min_part_size 1; }
     location /global/ { upload on; upload_dedup global; }
     location /nodedup/ { upload on; upload_dedup off; }
     location /files/ { alias $TEST_NGINX_SERVER_ROOT-persist/store/; }
@@ -198,3 +199,61 @@ Test::More::is(scalar(keys %inos), 1, "TEST 9: four concurrent identical uploads
 [200, 200]
 --- response_body eval
 ["x" x (4 * 1024 * 1024), "x" x (4 * 1024 * 1024)]
+
+
+
+=== TEST 10: a sliced upload with a file marker of stored content: "exists", no session
+--- request eval
+["POST /upload/sliced-hit.txt?uploads\n{\"sha256\":\"$::ShaX\",\"size\":${\ length($::X)}}",
+ "GET /files/default/sliced-hit.txt",
+ "GET /upload/?uploads"]
+--- error_code eval
+[200, 200, 200]
+--- response_body_like eval
+[qr/^\Q${\ main::exists_json("sliced-hit.txt", "default", $::X)}\E$/,
+ qr/^\Q$::X\E$/, qr/"uploads":\[\]/]
+
+
+
+=== TEST 11: an unfinished session for the same file and key is resumed, with its parts
+--- init
+my $sha = Digest::SHA::sha256_hex("part one|part two");
+UploadTest::make_session("default", "resume.txt", "resumeresumeresumeresume", 0, { sha256 => $sha });
+UploadTest::redis("hset", "upload:{default}:resume", "$sha:resume.txt", "resumeresumeresumeresume");
+--- request eval
+["PUT /upload/resume.txt?uploadId=resumeresumeresumeresume&partNumber=1\npart one|",
+ "POST /upload/resume.txt?uploads\n{\"sha256\":\"${\ Digest::SHA::sha256_hex('part one|part two')}\"}",
+ "POST /upload/other-key.txt?uploads\n{\"sha256\":\"${\ Digest::SHA::sha256_hex('part one|part two')}\"}"]
+--- error_code eval
+[200, 200, 200]
+--- response_body_like eval
+[qr/"part_number":1/,
+ qr/^\{"upload_id":"resumeresumeresumeresume","key":"resume.txt","app":"default","size":null,"part_size":\d+,"max_parts":10000,"expires":\d+,"resumed":true,"parts":\[\{"part_number":1,"size":9,/,
+ qr/^\{"upload_id":"(?!resumeresume)[A-Za-z0-9_-]{24}","key":"other-key.txt",.*"parts":\[\]\}$/]
+
+
+
+=== TEST 12: its complete checks the declared SHA-256, then the content is in the index
+--- request eval
+["PUT /upload/resume.txt?uploadId=resumeresumeresumeresume&partNumber=2\npart two",
+ "POST /upload/resume.txt?uploadId=resumeresumeresumeresume\n{\"parts\":[{\"part_number\":1,\"etag\":\"${\ Digest::MD5::md5_hex('part one|')}\"},{\"part_number\":2,\"etag\":\"${\ Digest::MD5::md5_hex('part two')}\"}]}",
+ "HEAD /upload/?sha256=${\ Digest::SHA::sha256_hex('part one|part two')}",
+ "POST /upload/resume2.txt?uploads\n{\"sha256\":\"${\ Digest::SHA::sha256_hex('part one|part two')}\"}"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like eval
+[qr/"part_number":2/,
+ qr/"sha256":"${\ Digest::SHA::sha256_hex('part one|part two')}"/,
+ qr/^$/,
+ qr/^\{"exists":true,"dedup":true,"key":"resume2.txt",/]
+
+
+
+=== TEST 13: a pointer to a session that went is no resume: a new session
+--- init
+UploadTest::redis("hset", "upload:{default}:resume", Digest::SHA::sha256_hex("gone") . ":gone.txt", "gonegonegonegonegonegone");
+--- request eval
+"POST /upload/gone.txt?uploads\n{\"sha256\":\"${\ Digest::SHA::sha256_hex('gone')}\"}"
+--- error_code: 200
+--- response_body_like
+^\{"upload_id":"(?!gonegone)[A-Za-z0-9_-]{24}","key":"gone.txt",.*"parts":\[\]\}$
