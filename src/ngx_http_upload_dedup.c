@@ -556,6 +556,9 @@ ngx_http_upload_dedup_relink(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
+    /* left by a rename between two links of one file (nothing to do) */
+    (void) unlink((char *) ctx->temp.data);
+
     dd->found = NGX_OK;
 }
 

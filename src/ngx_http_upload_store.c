@@ -439,6 +439,16 @@ ngx_http_upload_store_rename(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
+    /*
+     * rename(2) of a link onto another link of the same file does nothing
+     * and succeeds: a key that held this content already keeps it, and the
+     * temporary link must go by hand.
+     */
+
+    if (ctx->deduped) {
+        (void) unlink((char *) ctx->temp.data);
+    }
+
     ctx->committed = 1;
 
     if (!ctx->conf->fsync) {

@@ -33,6 +33,11 @@ our $Config = <<'_EOC_';
     location /global/ { upload on; upload_dedup global; }
     location /nodedup/ { upload on; upload_dedup off; }
     location /files/ { alias $TEST_NGINX_SERVER_ROOT-persist/store/; }
+    location /tmpfiles/ {
+        alias $TEST_NGINX_SERVER_ROOT-persist/store/.upload-tmp/;
+        autoindex on;
+        autoindex_format json;
+    }
 _EOC_
 
 add_block_preprocessor(sub {
@@ -85,11 +90,23 @@ upload: "default/third.txt" exists already (content index), no body read
 
 
 
-=== TEST 3: the keys share one copy (hard links), and deleting one leaves the others
+=== TEST 3: a hit on a key that holds the content already leaves no temporary link
+--- request eval
+["PUT /upload/second.txt\n$::X", "GET /tmpfiles/"]
+--- more_headers eval
+["X-Upload-Sha256: $::ShaX", ""]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+[qr/^\{"exists":true,"dedup":true,"key":"second.txt",/, qr/^\[\s*\]\s*$/]
+
+
+
+=== TEST 4: the keys share one copy (hard links), and deleting one leaves the others
 --- init
 my $d = "$ENV{TEST_NGINX_SERVER_ROOT}-persist/store/default";
-Test::More::is(main::ino("$d/first.txt"), main::ino("$d/second.txt"), "TEST 3: first and second are one file");
-Test::More::is(main::ino("$d/first.txt"), main::ino("$d/third.txt"), "TEST 3: first and third are one file");
+Test::More::is(main::ino("$d/first.txt"), main::ino("$d/second.txt"), "TEST 4: first and second are one file");
+Test::More::is(main::ino("$d/first.txt"), main::ino("$d/third.txt"), "TEST 4: first and third are one file");
 --- request eval
 ["DELETE /upload/first.txt",
  "GET /files/default/second.txt",
@@ -101,7 +118,7 @@ Test::More::is(main::ino("$d/first.txt"), main::ino("$d/third.txt"), "TEST 3: fi
 
 
 
-=== TEST 4: a lying client (announced hash is not the bytes') stores nothing and poisons nothing
+=== TEST 5: a lying client (announced hash is not the bytes') stores nothing and poisons nothing
 --- request eval
 ["PUT /upload/liar.txt\n$::Y",
  "GET /files/default/liar.txt",
@@ -116,7 +133,7 @@ Test::More::is(main::ino("$d/first.txt"), main::ino("$d/third.txt"), "TEST 3: fi
 
 
 
-=== TEST 5: (both keys that held the content deleted)
+=== TEST 6: (both keys that held the content deleted)
 --- request eval
 ["DELETE /upload/second.txt", "DELETE /upload/third.txt"]
 --- error_code eval
@@ -124,7 +141,7 @@ Test::More::is(main::ino("$d/first.txt"), main::ino("$d/third.txt"), "TEST 3: fi
 
 
 
-=== TEST 6: an entry whose file went is stale: dropped, a miss
+=== TEST 7: an entry whose file went is stale: dropped, a miss
 --- request eval
 ["PUT /upload/again.txt\n$::X",
  "HEAD /upload/?sha256=$::ShaX"]
@@ -139,7 +156,7 @@ is stale
 
 
 
-=== TEST 7: the index is per app by default; "upload_dedup global" shares it
+=== TEST 8: the index is per app by default; "upload_dedup global" shares it
 --- request eval
 ["PUT /upload/other.txt\n$::X",
  "HEAD /upload/?sha256=$::ShaX",
@@ -159,7 +176,7 @@ is stale
 
 
 
-=== TEST 8: the same content uploaded without announcing it ends as one copy too
+=== TEST 9: the same content uploaded without announcing it ends as one copy too
 --- request eval
 ["PUT /upload/copy1.txt\nsame bytes twice",
  "PUT /upload/copy2.txt\nsame bytes twice",
@@ -173,11 +190,11 @@ is stale
 
 
 
-=== TEST 9: (checks on the files of TEST 8) and concurrent identical uploads end as one copy
+=== TEST 10: (checks on the files of TEST 9) and concurrent identical uploads end as one copy
 --- init
 my $d = "$ENV{TEST_NGINX_SERVER_ROOT}-persist/store/default";
-Test::More::is(main::ino("$d/copy1.txt"), main::ino("$d/copy2.txt"), "TEST 9: copy1 and copy2 are one file");
-Test::More::isnt(main::ino("$d/copy1.txt"), main::ino("$d/copy3.txt"), "TEST 9: upload_dedup off keeps its own copy");
+Test::More::is(main::ino("$d/copy1.txt"), main::ino("$d/copy2.txt"), "TEST 10: copy1 and copy2 are one file");
+Test::More::isnt(main::ino("$d/copy1.txt"), main::ino("$d/copy3.txt"), "TEST 10: upload_dedup off keeps its own copy");
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $body = "x" x (4 * 1024 * 1024);
 open my $f, '>', "$d/../../race.bin" or die; print $f $body; close $f;
@@ -192,7 +209,7 @@ for my $k (1 .. 4) {
 }
 waitpid $_, 0 for @pids;
 my %inos = map { main::ino("$d/race$_.bin") => 1 } 1 .. 4;
-Test::More::is(scalar(keys %inos), 1, "TEST 9: four concurrent identical uploads, one file");
+Test::More::is(scalar(keys %inos), 1, "TEST 10: four concurrent identical uploads, one file");
 --- request eval
 ["GET /files/default/race1.bin", "GET /files/default/race4.bin"]
 --- error_code eval
@@ -202,7 +219,7 @@ Test::More::is(scalar(keys %inos), 1, "TEST 9: four concurrent identical uploads
 
 
 
-=== TEST 10: a sliced upload with a file marker of stored content: "exists", no session
+=== TEST 11: a sliced upload with a file marker of stored content: "exists", no session
 --- request eval
 ["POST /upload/sliced-hit.txt?uploads\n{\"sha256\":\"$::ShaX\",\"size\":${\ length($::X)}}",
  "GET /files/default/sliced-hit.txt",
@@ -215,7 +232,7 @@ Test::More::is(scalar(keys %inos), 1, "TEST 9: four concurrent identical uploads
 
 
 
-=== TEST 11: an unfinished session for the same file and key is resumed, with its parts
+=== TEST 12: an unfinished session for the same file and key is resumed, with its parts
 --- init
 my $sha = Digest::SHA::sha256_hex("part one|part two");
 UploadTest::make_session("default", "resume.txt", "resumeresumeresumeresume", 0, { sha256 => $sha });
@@ -233,7 +250,7 @@ UploadTest::redis("hset", "upload:{default}:resume", "$sha:resume.txt", "resumer
 
 
 
-=== TEST 12: its complete checks the declared SHA-256, then the content is in the index
+=== TEST 13: its complete checks the declared SHA-256, then the content is in the index
 --- request eval
 ["PUT /upload/resume.txt?uploadId=resumeresumeresumeresume&partNumber=2\npart two",
  "POST /upload/resume.txt?uploadId=resumeresumeresumeresume\n{\"parts\":[{\"part_number\":1,\"etag\":\"${\ Digest::MD5::md5_hex('part one|')}\"},{\"part_number\":2,\"etag\":\"${\ Digest::MD5::md5_hex('part two')}\"}]}",
@@ -249,7 +266,7 @@ UploadTest::redis("hset", "upload:{default}:resume", "$sha:resume.txt", "resumer
 
 
 
-=== TEST 13: a pointer to a session that went is no resume: a new session
+=== TEST 14: a pointer to a session that went is no resume: a new session
 --- init
 UploadTest::redis("hset", "upload:{default}:resume", Digest::SHA::sha256_hex("gone") . ":gone.txt", "gonegonegonegonegonegone");
 --- request eval
