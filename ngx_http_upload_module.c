@@ -18,9 +18,14 @@ static void *ngx_http_upload_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_upload_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_upload_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_http_upload_postconfiguration(ngx_conf_t *cf);
 
 static char *ngx_http_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_upload_register(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_upload_callback_allow(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_upload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_upload_hash(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -36,6 +41,22 @@ static ngx_conf_enum_t  ngx_http_upload_dedup_scopes[] = {
     { ngx_string("off"), NGX_HTTP_UPLOAD_DEDUP_OFF },
     { ngx_string("app"), NGX_HTTP_UPLOAD_DEDUP_APP },
     { ngx_string("global"), NGX_HTTP_UPLOAD_DEDUP_GLOBAL },
+    { ngx_null_string, 0 }
+};
+
+
+/* what a pre-upload callback that got no answer does to the upload */
+static ngx_conf_enum_t  ngx_http_upload_pre_failure[] = {
+    { ngx_string("deny"), 0 },
+    { ngx_string("allow"), 1 },
+    { ngx_null_string, 0 }
+};
+
+
+/* whose callback URLs win: the app's registration or the request's */
+static ngx_conf_enum_t  ngx_http_upload_prefer[] = {
+    { ngx_string("app"), 0 },
+    { ngx_string("header"), 1 },
     { ngx_null_string, 0 }
 };
 
@@ -133,6 +154,48 @@ static ngx_command_t  ngx_http_upload_commands[] = {
       offsetof(ngx_http_upload_loc_conf_t, dedup),
       &ngx_http_upload_dedup_scopes },
 
+    { ngx_string("upload_register"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_upload_register,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, register_api),
+      NULL },
+
+    { ngx_string("upload_app_required"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, app_required),
+      NULL },
+
+    { ngx_string("upload_callback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, callback_uri),
+      NULL },
+
+    { ngx_string("upload_callback_allow"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_upload_callback_allow,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, callback_allow),
+      NULL },
+
+    { ngx_string("upload_callback_pre_failure"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, callback_pre_failure_allow),
+      &ngx_http_upload_pre_failure },
+
+    { ngx_string("upload_callback_prefer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, callback_prefer_header),
+      &ngx_http_upload_prefer },
+
     { ngx_string("upload_url_prefix"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_upload_url_prefix,
@@ -152,7 +215,7 @@ static ngx_command_t  ngx_http_upload_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_upload_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_upload_preconfiguration,      /* preconfiguration */
     ngx_http_upload_postconfiguration,     /* postconfiguration */
 
     ngx_http_upload_create_main_conf,      /* create main configuration */
@@ -233,6 +296,11 @@ ngx_http_upload_create_loc_conf(ngx_conf_t *cf)
     conf->fsync = NGX_CONF_UNSET;
     conf->hashes = NGX_CONF_UNSET_UINT;
     conf->dedup = NGX_CONF_UNSET_UINT;
+    conf->register_api = NGX_CONF_UNSET;
+    conf->app_required = NGX_CONF_UNSET;
+    conf->callback_allow = NGX_CONF_UNSET_PTR;
+    conf->callback_pre_failure_allow = NGX_CONF_UNSET_UINT;
+    conf->callback_prefer_header = NGX_CONF_UNSET_UINT;
 #if (NGX_THREADS)
     conf->thread_pool = NGX_CONF_UNSET_PTR;
 #endif
@@ -293,6 +361,22 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_UPLOAD_SHA256);
     ngx_conf_merge_uint_value(conf->dedup, prev->dedup,
                               NGX_HTTP_UPLOAD_DEDUP_APP);
+    ngx_conf_merge_value(conf->register_api, prev->register_api, 0);
+    ngx_conf_merge_value(conf->app_required, prev->app_required, 0);
+    ngx_conf_merge_str_value(conf->callback_uri, prev->callback_uri, "");
+    ngx_conf_merge_ptr_value(conf->callback_allow, prev->callback_allow,
+                             NULL);
+    ngx_conf_merge_uint_value(conf->callback_pre_failure_allow,
+                              prev->callback_pre_failure_allow, 0);
+    ngx_conf_merge_uint_value(conf->callback_prefer_header,
+                              prev->callback_prefer_header, 0);
+
+    if (conf->register_api && conf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload_register\" is on but no "
+                           "\"upload_redis\" is set");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_merge_str_value(conf->url_prefix, prev->url_prefix, "/files/");
 
 #if (NGX_THREADS)
@@ -358,6 +442,13 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 
 static ngx_int_t
+ngx_http_upload_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_upload_callback_add_variables(cf);
+}
+
+
+static ngx_int_t
 ngx_http_upload_postconfiguration(ngx_conf_t *cf)
 {
     return ngx_http_upload_body_init(cf);
@@ -396,6 +487,96 @@ ngx_http_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf->handler = ngx_http_upload_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* "upload_register on": this location serves the app registration API */
+
+static char *
+ngx_http_upload_register(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    char                      *rv;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (!ulcf->register_api) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        return "cannot be used in a regex location";
+    }
+#endif
+
+    if (clcf->named) {
+        return "cannot be used in a named location";
+    }
+
+    clcf->handler = ngx_http_upload_app_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* "upload_callback_allow <url prefix> ...": client URLs that may be used */
+
+static char *
+ngx_http_upload_callback_allow(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    u_char      *p;
+    ngx_str_t   *value, *prefix;
+    ngx_uint_t   i;
+
+    if (ulcf->callback_allow != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    ulcf->callback_allow = ngx_array_create(cf->pool, cf->args->nelts,
+                                            sizeof(ngx_str_t));
+    if (ulcf->callback_allow == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        /* a prefix must fix the host: "http://a" would allow "a.evil" */
+
+        p = ngx_strlchr(value[i].data + sizeof("http://") - 1,
+                        value[i].data + value[i].len, '/');
+
+        if (ngx_http_upload_callback_url_valid(&value[i]) != NGX_OK
+            || p == NULL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"upload_callback_allow\" needs http:// or "
+                               "https:// URL prefixes that end the host "
+                               "with \"/\", not \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        prefix = ngx_array_push(ulcf->callback_allow);
+        if (prefix == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *prefix = value[i];
+    }
 
     return NGX_CONF_OK;
 }

@@ -73,6 +73,12 @@ typedef struct {
     ngx_flag_t                    fsync;
     ngx_uint_t                    hashes;
     ngx_uint_t                    dedup;
+    ngx_flag_t                    register_api;
+    ngx_flag_t                    app_required;
+    ngx_str_t                     callback_uri;
+    ngx_array_t                  *callback_allow;   /* ngx_str_t prefixes */
+    ngx_uint_t                    callback_pre_failure_allow;
+    ngx_uint_t                    callback_prefer_header;
     ngx_str_t                     url_prefix;
 #if (NGX_THREADS)
     ngx_thread_pool_t            *thread_pool;
@@ -100,7 +106,19 @@ typedef struct {
     time_t                        time;
     unsigned                      exists:1; /* answered without a body */
     unsigned                      dedup:1;  /* a link to stored content */
+    void                         *ctx;      /* the upload it answers */
 } ngx_http_upload_object_t;
+
+
+/* an app's registration, as kept in Redis ("upload:{<appid>}:app") */
+typedef struct {
+    ngx_str_t                     appid;
+    ngx_str_t                     pre;      /* callback URLs, or empty */
+    ngx_str_t                     post;
+    ngx_str_t                     secret;   /* signs callbacks, or empty */
+    time_t                        updated;
+    unsigned                      found:1;
+} ngx_http_upload_app_t;
 
 
 typedef struct ngx_http_upload_region_s  ngx_http_upload_region_t;
@@ -156,6 +174,12 @@ struct ngx_http_upload_ctx_s {
     off_t                         size;
     ino_t                         ino;       /* of the stored file */
     void                         *dedup;
+
+    /* the upload's app and its callbacks */
+    ngx_http_upload_app_t        *app_reg;
+    void                        (*app_next)(ngx_http_upload_ctx_t *ctx);
+    void                         *callback;
+    ngx_str_t                     callback_post;
 
     ngx_uint_t                    hashes;
     ngx_str_t                     etag;
@@ -338,6 +362,22 @@ ngx_int_t ngx_http_upload_dedup_lookup(ngx_http_upload_ctx_t *ctx,
     ngx_str_t *sha256, off_t size, void (*hit)(ngx_http_upload_ctx_t *ctx),
     void (*miss)(ngx_http_upload_ctx_t *ctx));
 void ngx_http_upload_dedup_published(ngx_http_upload_ctx_t *ctx);
+
+/* ngx_http_upload_app.c */
+ngx_int_t ngx_http_upload_app_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_upload_app_lookup(ngx_http_upload_ctx_t *ctx,
+    void (*next)(ngx_http_upload_ctx_t *ctx));
+ngx_int_t ngx_http_upload_callback_url_valid(ngx_str_t *url);
+
+/* ngx_http_upload_callback.c */
+ngx_int_t ngx_http_upload_callback_add_variables(ngx_conf_t *cf);
+void ngx_http_upload_callback_pre(ngx_http_upload_ctx_t *ctx,
+    void (*next)(ngx_http_upload_ctx_t *ctx));
+void ngx_http_upload_callback_post_only(ngx_http_upload_ctx_t *ctx,
+    void (*next)(ngx_http_upload_ctx_t *ctx));
+ngx_int_t ngx_http_upload_callback_post(ngx_http_upload_ctx_t *ctx);
+ngx_int_t ngx_http_upload_callback_result(ngx_http_upload_ctx_t *ctx,
+    void *json);
 
 /* ngx_http_upload_sweep.c */
 ngx_int_t ngx_http_upload_sweep_add(ngx_conf_t *cf,

@@ -47,6 +47,8 @@ static void ngx_http_upload_complete_body(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_complete_parse(ngx_http_upload_ctx_t *ctx,
     const char **code, const char **message);
 static ngx_int_t ngx_http_upload_complete_hash(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_complete_app(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_complete_begin(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx,
     ngx_int_t status);
 static void ngx_http_upload_complete_retry(ngx_event_t *ev);
@@ -143,7 +145,6 @@ ngx_http_upload_complete_cleanup(void *data)
 static void
 ngx_http_upload_complete_body(ngx_http_upload_ctx_t *ctx)
 {
-    ngx_int_t            rc;
     const char          *code, *message;
     ngx_http_request_t  *r;
 
@@ -160,6 +161,28 @@ ngx_http_upload_complete_body(ngx_http_upload_ctx_t *ctx)
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
+
+    /* the app: where the post callback goes */
+
+    ngx_http_upload_finalize(r, ngx_http_upload_app_lookup(ctx,
+                                    ngx_http_upload_complete_app));
+}
+
+
+static void
+ngx_http_upload_complete_app(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_upload_callback_post_only(ctx, ngx_http_upload_complete_begin);
+}
+
+
+static void
+ngx_http_upload_complete_begin(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
 
     rc = ngx_http_upload_session_begin(ctx, ngx_http_upload_complete_begun);
 
@@ -1043,6 +1066,20 @@ ngx_http_upload_complete_reply(ngx_http_upload_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    switch (ngx_http_upload_callback_result(ctx, json)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        cp->status = 203;
+        break;
+
+    default:
+        cJSON_Delete(json);
+        return NGX_ERROR;
+    }
+
     if (ngx_http_upload_json_text(r->pool, json, &cp->result) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -1141,7 +1178,11 @@ ngx_http_upload_complete_send(ngx_http_upload_ctx_t *ctx)
 
     cJSON_Delete(json);
 
-    return ngx_http_upload_send_text(r, NGX_HTTP_OK, &cp->result);
+    /* 203: stored, but the app's post callback failed */
+
+    return ngx_http_upload_send_text(r, cp->status ? cp->status
+                                                   : NGX_HTTP_OK,
+                                     &cp->result);
 }
 
 

@@ -469,7 +469,7 @@ answer:
 
     /* the object is stored: an index entry less is no error */
 
-    ngx_http_upload_finalize(r, ctx->reply(ctx));
+    ngx_http_upload_finalize(r, ngx_http_upload_callback_post(ctx));
 }
 
 
@@ -487,7 +487,7 @@ ngx_http_upload_dedup_indexed(ngx_http_request_t *r, void *data,
         || reply->elements != 3)
     {
         /* indexed now, or not at all (Redis failed): answer */
-        ngx_http_upload_finalize(r, ctx->reply(ctx));
+        ngx_http_upload_finalize(r, ngx_http_upload_callback_post(ctx));
         return;
     }
 
@@ -497,14 +497,14 @@ ngx_http_upload_dedup_indexed(ngx_http_request_t *r, void *data,
         || reply->element[1]->type != REDIS_REPLY_STRING
         || reply->element[2]->type != REDIS_REPLY_STRING)
     {
-        ngx_http_upload_finalize(r, ctx->reply(ctx));
+        ngx_http_upload_finalize(r, ngx_http_upload_callback_post(ctx));
         return;
     }
 
     dd->path.len = reply->element[0]->len;
     dd->path.data = ngx_pnalloc(r->pool, dd->path.len + 1);
     if (dd->path.data == NULL) {
-        ngx_http_upload_finalize(r, ctx->reply(ctx));
+        ngx_http_upload_finalize(r, ngx_http_upload_callback_post(ctx));
         return;
     }
 
@@ -578,7 +578,7 @@ ngx_http_upload_dedup_relinked(ngx_http_upload_ctx_t *ctx)
         ngx_http_upload_dedup_drop(ctx, ngx_http_upload_replace_script);
     }
 
-    ngx_http_upload_finalize(ctx->request, ctx->reply(ctx));
+    ngx_http_upload_finalize(ctx->request, ngx_http_upload_callback_post(ctx));
 }
 
 

@@ -21,6 +21,8 @@ static ngx_int_t ngx_http_upload_redirect(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key);
 static ngx_int_t ngx_http_upload_pending(ngx_http_request_t *r,
     ngx_int_t rc);
+static void ngx_http_upload_put_approve(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_put_go(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_put_lookup(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_put_exists(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_sha256_head(ngx_http_request_t *r,
@@ -215,13 +217,30 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
 
     ngx_http_set_ctx(r, ctx, ngx_http_upload_module);
 
-    if (ulcf->dedup && ctx->expect_sha256.len) {
-        return ngx_http_upload_pending(r, ngx_http_upload_put_lookup(ctx));
-    }
+    /* the app, its approval, then the content index or the body */
 
     return ngx_http_upload_pending(r,
-               ngx_http_upload_object_check_redis(ctx,
-                                                  ngx_http_upload_put_ready));
+               ngx_http_upload_app_lookup(ctx, ngx_http_upload_put_approve));
+}
+
+
+static void
+ngx_http_upload_put_approve(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_upload_callback_pre(ctx, ngx_http_upload_put_go);
+}
+
+
+static void
+ngx_http_upload_put_go(ngx_http_upload_ctx_t *ctx)
+{
+    if (ctx->conf->dedup && ctx->expect_sha256.len) {
+        ngx_http_upload_finalize(ctx->request,
+                                 ngx_http_upload_put_lookup(ctx));
+        return;
+    }
+
+    ngx_http_upload_put_ready(ctx);
 }
 
 

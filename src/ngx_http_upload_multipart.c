@@ -29,6 +29,8 @@
 static ngx_int_t ngx_http_upload_multipart_id(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *key, ngx_http_upload_session_t **sp);
 static void ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_initiate_approve(ngx_http_upload_ctx_t *ctx);
+static void ngx_http_upload_initiate_go(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_initiate_new(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_initiate_exists(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_initiate_resume(ngx_http_upload_ctx_t *ctx);
@@ -250,7 +252,6 @@ ngx_http_upload_multipart_id(ngx_http_request_t *r, ngx_str_t *app,
 static void
 ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx)
 {
-    ngx_int_t                    rc;
     const char                  *code, *message;
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
@@ -280,6 +281,36 @@ ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx)
     }
 
     ctx->session = session;
+
+    if (ngx_http_upload_session_new_id(r->pool, &session->id) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* the app, its approval, then the content index or a session */
+
+    ngx_http_upload_finalize(r, ngx_http_upload_pending_rc(r,
+                                    ngx_http_upload_app_lookup(ctx,
+                                        ngx_http_upload_initiate_approve)));
+}
+
+
+static void
+ngx_http_upload_initiate_approve(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_upload_callback_pre(ctx, ngx_http_upload_initiate_go);
+}
+
+
+static void
+ngx_http_upload_initiate_go(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_int_t                   rc;
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
+
+    r = ctx->request;
+    session = ctx->session;
 
     if (ctx->conf->dedup && session->sha256.len) {
         /* the file marker: stored already, or an upload to resume? */
@@ -314,11 +345,6 @@ ngx_http_upload_initiate_new(ngx_http_upload_ctx_t *ctx)
 
     r = ctx->request;
     session = ctx->session;
-
-    if (ngx_http_upload_session_new_id(r->pool, &session->id) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
 
     rc = ngx_http_upload_session_create(r, session,
                                         ngx_http_upload_initiated);

@@ -206,6 +206,8 @@ ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx)
 
     /* the content was there: nothing was created by this request's body */
 
+    obj.ctx = ctx;
+
     return ngx_http_upload_reply_object(ctx->request,
                                         ctx->exists ? NGX_HTTP_OK
                                                     : NGX_HTTP_CREATED,
@@ -271,6 +273,24 @@ ngx_http_upload_reply_object(ngx_http_request_t *r, ngx_uint_t status,
     json = ngx_http_upload_object_to_json(r, obj);
     if (json == NULL) {
         return NGX_ERROR;
+    }
+
+    /* an upload's answer carries its post callback's; 203 if it failed */
+
+    if (obj->ctx) {
+        switch (ngx_http_upload_callback_result(obj->ctx, json)) {
+
+        case NGX_OK:
+            break;
+
+        case NGX_DECLINED:
+            status = 203;
+            break;
+
+        default:
+            cJSON_Delete(json);
+            return NGX_ERROR;
+        }
     }
 
     return ngx_http_upload_send_json(r, status, json);

@@ -84,6 +84,7 @@ typedef struct {
     ngx_event_t                   retry;
     ngx_uint_t                    retries;
     ngx_int_t                     rc;
+    ngx_uint_t                    status;      /* of the answer, 0: 200 */
     unsigned                      began:1;
     unsigned                      closed:1;
     unsigned                      in_place:1;

@@ -536,7 +536,7 @@ ngx_http_upload_store_published(ngx_http_upload_ctx_t *ctx)
         return;
     }
 
-    ngx_http_upload_finalize(r, ctx->reply(ctx));
+    ngx_http_upload_finalize(r, ngx_http_upload_callback_post(ctx));
 }
 
 
