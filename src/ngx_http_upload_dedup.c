@@ -234,8 +234,10 @@ ngx_http_upload_dedup_found(ngx_http_request_t *r, void *data,
         return;
     }
 
-    if (wanted >= 0 && wanted != dd->size) {
-        /* the client will send other bytes: they are checked then */
+    if ((wanted >= 0 && wanted != dd->size)
+        || (ctx->conf->max_size && dd->size > ctx->conf->max_size))
+    {
+        /* other bytes will come, checked then; or too big here */
         dd->miss(ctx);
         return;
     }

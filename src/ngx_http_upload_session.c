@@ -87,6 +87,9 @@ static const char  ngx_http_upload_create_script[] =
     "redis.call('ZADD', KEYS[3], ARGV[2], ARGV[10]) "
     "if ARGV[6] ~= '' then "
     "  redis.call('HSET', KEYS[7], ARGV[6] .. ':' .. ARGV[1], ARGV[10]) "
+    "  if redis.call('TTL', KEYS[7]) < tonumber(ARGV[3]) then "
+    "    redis.call('EXPIRE', KEYS[7], ARGV[3]) "
+    "  end "
     "end "
     "if redis.call('TTL', KEYS[3]) < tonumber(ARGV[3]) then "
     "  redis.call('EXPIRE', KEYS[3], ARGV[3]) "
@@ -152,8 +155,8 @@ static const char  ngx_http_upload_check_script[] =
  * Records a part, with the same check, gives back its place's claim, and
  * refreshes the session's TTL.  The replaced record comes back: its file
  * is then removed.  A reader of the session sees the old part or the new
- * one, each in its own file or place.  The app's set of sessions lives as
- * long as its longest-lived session.  A part replaced inside the prefix
+ * one, each in its own file or place.  The app's set of sessions and its
+ * resume pointers live as long as its longest-lived session.  A part replaced inside the prefix
  * that the running SHA-256 covers restarts it.  The second member says
  * whether the running SHA-256 can advance and nobody advances it.
  */
@@ -176,8 +179,10 @@ static const char  ngx_http_upload_part_script[] =
     "redis.call('EXPIRE', KEYS[1], ARGV[4]) "
     "redis.call('EXPIRE', KEYS[2], ARGV[4]) "
     "redis.call('EXPIRE', KEYS[5], ARGV[4]) "
-    "if redis.call('TTL', KEYS[3]) < tonumber(ARGV[4]) then "
-    "  redis.call('EXPIRE', KEYS[3], ARGV[4]) "
+    "for _, k in ipairs({KEYS[3], KEYS[7]}) do "
+    "  if redis.call('TTL', k) < tonumber(ARGV[4]) then "
+    "    redis.call('EXPIRE', k, ARGV[4]) "
+    "  end "
     "end "
     "local go = 0 "
     "if redis.call('EXISTS', KEYS[6]) == 0 "
