@@ -358,3 +358,37 @@ Test::More::like($answer, qr/^\{"key":"slow.txt","app":"slow",/, "TEST 14: then 
 GET /static
 --- response_body
 static ok
+
+
+
+=== TEST 15: over HTTP/2, both callbacks
+--- http2
+--- init
+main::register("h2app", "$::App/ok", "$::App/ok");
+--- request
+PUT /upload/h2.txt
+over h2
+--- more_headers
+X-Upload-App: h2app
+--- error_code: 201
+--- response_body_like
+^\{"key":"h2.txt","app":"h2app",.*"callback":\{"status":200,"body":\{"ok":true,"seen":\d+\}\}\}$
+
+
+
+=== TEST 16: a chunked body, approved by the pre callback
+--- raw_request eval
+"PUT /upload/chunked.txt HTTP/1.1\r
+Host: localhost\r
+X-Upload-App: h2app\r
+Transfer-Encoding: chunked\r
+Connection: close\r
+\r
+5\r
+hello\r
+0\r
+\r
+"
+--- error_code: 201
+--- response_body_like
+^\{"key":"chunked.txt","app":"h2app","size":5,.*"callback":\{"status":200,"body":\{"ok":true,"seen":\d+\}\}\}$
