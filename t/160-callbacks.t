@@ -392,3 +392,29 @@ hello\r
 --- error_code: 201
 --- response_body_like
 ^\{"key":"chunked.txt","app":"h2app","size":5,.*"callback":\{"status":200,"body":\{"ok":true,"seen":\d+\}\}\}$
+
+
+
+=== TEST 17: a client that goes away while its pre callback is pending leaves nothing behind
+--- init
+main::register("leaver", "$::App/slow?ms=1500");
+--- raw_request eval
+"PUT /upload/left.txt HTTP/1.1\r
+Host: localhost\r
+X-Upload-App: leaver\r
+Content-Length: 5\r
+Expect: 100-continue\r
+\r
+"
+--- timeout: 0.5
+--- abort
+--- ignore_response
+--- wait: 2
+
+
+
+=== TEST 18: (nothing was stored, the worker serves on)
+--- request eval
+["GET /files/leaver/left.txt", "GET /static"]
+--- error_code eval
+[404, 200]
