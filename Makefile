@@ -35,7 +35,8 @@ all: $(MODULE)
 # Configure against the packaged nginx source with the packaged flags, so the
 # module's binary signature matches /usr/sbin/nginx; every output goes to
 # build/nginx, nothing is written under /usr.
-$(NGX_BUILD)/Makefile: config
+# config also turns the upload page into a C header
+$(NGX_BUILD)/Makefile: config src/ngx_http_upload_page.html
 	@test -f $(NGX_SRC)/conf_flags \
 	    || { echo "no $(NGX_SRC): \`make deps\` installs nginx-dev" >&2; \
 	         exit 1; }

@@ -26,6 +26,10 @@ static char *ngx_http_upload_register(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_upload_callback_allow(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_upload_link_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_upload_link(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_upload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_upload_hash(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -196,6 +200,41 @@ static ngx_command_t  ngx_http_upload_commands[] = {
       offsetof(ngx_http_upload_loc_conf_t, callback_prefer_header),
       &ngx_http_upload_prefer },
 
+    { ngx_string("upload_link_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_upload_link_secret,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, link_secrets),
+      NULL },
+
+    { ngx_string("upload_link"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_upload_link,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, link_enable),
+      NULL },
+
+    { ngx_string("upload_link_required"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, link_required),
+      NULL },
+
+    { ngx_string("upload_link_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, link_url),
+      NULL },
+
+    { ngx_string("upload_link_upload_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, link_upload_url),
+      NULL },
+
     { ngx_string("upload_url_prefix"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_upload_url_prefix,
@@ -301,6 +340,9 @@ ngx_http_upload_create_loc_conf(ngx_conf_t *cf)
     conf->callback_allow = NGX_CONF_UNSET_PTR;
     conf->callback_pre_failure_allow = NGX_CONF_UNSET_UINT;
     conf->callback_prefer_header = NGX_CONF_UNSET_UINT;
+    conf->link_secrets = NGX_CONF_UNSET_PTR;
+    conf->link_enable = NGX_CONF_UNSET;
+    conf->link_required = NGX_CONF_UNSET;
 #if (NGX_THREADS)
     conf->thread_pool = NGX_CONF_UNSET_PTR;
 #endif
@@ -370,6 +412,22 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->callback_pre_failure_allow, 0);
     ngx_conf_merge_uint_value(conf->callback_prefer_header,
                               prev->callback_prefer_header, 0);
+
+    ngx_conf_merge_ptr_value(conf->link_secrets, prev->link_secrets, NULL);
+    ngx_conf_merge_value(conf->link_enable, prev->link_enable, 0);
+    ngx_conf_merge_value(conf->link_required, prev->link_required, 0);
+    ngx_conf_merge_str_value(conf->link_url, prev->link_url, "/link/");
+    ngx_conf_merge_str_value(conf->link_upload_url, prev->link_upload_url,
+                             "/upload/");
+
+    if (conf->link_enable && (conf->redis == NULL
+                              || conf->link_secrets == NULL))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload_link\" is on but \"upload_redis\" or "
+                           "\"upload_link_secret\" is not set");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->register_api && conf->redis == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -577,6 +635,86 @@ ngx_http_upload_callback_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 
         *prefix = value[i];
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "upload_link_secret <secret> ...": the first signs, all verify */
+
+static char *
+ngx_http_upload_link_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    ngx_str_t   *value, *secret;
+    ngx_uint_t   i;
+
+    if (ulcf->link_secrets != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    ulcf->link_secrets = ngx_array_create(cf->pool, cf->args->nelts,
+                                          sizeof(ngx_str_t));
+    if (ulcf->link_secrets == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len < 16) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "an \"upload_link_secret\" must be at least "
+                               "16 characters long");
+            return NGX_CONF_ERROR;
+        }
+
+        secret = ngx_array_push(ulcf->link_secrets);
+        if (secret == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *secret = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "upload_link on": this location serves the page of upload links */
+
+static char *
+ngx_http_upload_link(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_upload_loc_conf_t *ulcf = conf;
+
+    char                      *rv;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (!ulcf->link_enable) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        return "cannot be used in a regex location";
+    }
+#endif
+
+    if (clcf->named) {
+        return "cannot be used in a named location";
+    }
+
+    clcf->handler = ngx_http_upload_link_handler;
 
     return NGX_CONF_OK;
 }

@@ -7,7 +7,7 @@ packages=(
     build-essential nginx-dev nginx libhiredis-dev libcjson-dev libssl-dev
     redis-server curl perl libtest-base-perl libtext-diff-perl
     libipc-run-perl liburi-perl libwww-perl liblist-moreutils-perl
-    libtest-longstring-perl valgrind nghttp2-client
+    libtest-longstring-perl valgrind nghttp2-client openssl python3
 )
 
 installed() {

@@ -79,6 +79,11 @@ typedef struct {
     ngx_array_t                  *callback_allow;   /* ngx_str_t prefixes */
     ngx_uint_t                    callback_pre_failure_allow;
     ngx_uint_t                    callback_prefer_header;
+    ngx_array_t                  *link_secrets;     /* ngx_str_t */
+    ngx_flag_t                    link_enable;
+    ngx_flag_t                    link_required;
+    ngx_str_t                     link_url;
+    ngx_str_t                     link_upload_url;
     ngx_str_t                     url_prefix;
 #if (NGX_THREADS)
     ngx_thread_pool_t            *thread_pool;
@@ -119,6 +124,19 @@ typedef struct {
     time_t                        updated;
     unsigned                      found:1;
 } ngx_http_upload_app_t;
+
+
+/* an upload link's claims, verified */
+typedef struct {
+    ngx_str_t                     app;
+    ngx_str_t                     prefix;
+    ngx_str_t                     nonce;
+    time_t                        exp;
+    off_t                         max_size;   /* 0: any */
+    ngx_uint_t                    max_files;
+    ngx_str_t                     token;
+    ngx_str_t                     key;        /* its count in Redis */
+} ngx_http_upload_link_t;
 
 
 typedef struct ngx_http_upload_region_s  ngx_http_upload_region_t;
@@ -180,6 +198,7 @@ struct ngx_http_upload_ctx_s {
     void                        (*app_next)(ngx_http_upload_ctx_t *ctx);
     void                         *callback;
     ngx_str_t                     callback_post;
+    ngx_http_upload_link_t       *link;      /* the upload's, or NULL */
 
     ngx_uint_t                    hashes;
     ngx_str_t                     etag;
@@ -222,6 +241,8 @@ struct ngx_http_upload_ctx_s {
     unsigned                      index:1;   /* an object: index it */
     unsigned                      exists:1;  /* the content was there */
     unsigned                      deduped:1; /* linked to stored content */
+    unsigned                      link_kept:1; /* the link's count stays */
+    unsigned                      link_counted:1;
 
     void                        (*redis_done)(ngx_http_upload_ctx_t *ctx);
 
@@ -325,6 +346,8 @@ ngx_int_t ngx_http_upload_json_text(ngx_pool_t *pool, void *json,
     ngx_str_t *text);
 ngx_int_t ngx_http_upload_send_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *text);
+ngx_int_t ngx_http_upload_send_typed(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *text);
 ngx_int_t ngx_http_upload_reply_stored(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_object_url(ngx_http_request_t *r, ngx_str_t *app,
     ngx_str_t *key, ngx_str_t *url);
@@ -378,6 +401,22 @@ void ngx_http_upload_callback_post_only(ngx_http_upload_ctx_t *ctx,
 ngx_int_t ngx_http_upload_callback_post(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_callback_result(ngx_http_upload_ctx_t *ctx,
     void *json);
+
+/* ngx_http_upload_link.c */
+ngx_int_t ngx_http_upload_link_verify(ngx_pool_t *pool, ngx_array_t *secrets,
+    ngx_str_t *token, ngx_http_upload_link_t *link, const char **why);
+ngx_int_t ngx_http_upload_link_sign(ngx_pool_t *pool, ngx_str_t *secret,
+    ngx_http_upload_link_t *link);
+ngx_int_t ngx_http_upload_link_token_given(ngx_http_request_t *r);
+ngx_int_t ngx_http_upload_link_confine(ngx_http_request_t *r, ngx_str_t *app,
+    ngx_str_t *key, ngx_http_upload_link_t **linkp, const char **message);
+ngx_int_t ngx_http_upload_link_count(ngx_http_upload_ctx_t *ctx,
+    void (*next)(ngx_http_upload_ctx_t *ctx));
+ngx_int_t ngx_http_upload_link_json(ngx_http_upload_link_t *link,
+    void *json);
+ngx_int_t ngx_http_upload_link_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_upload_link_csp(ngx_http_request_t *r, ngx_str_t *nonce);
+ngx_int_t ngx_http_upload_link_mint(ngx_http_request_t *r);
 
 /* ngx_http_upload_sweep.c */
 ngx_int_t ngx_http_upload_sweep_add(ngx_conf_t *cf,

@@ -122,6 +122,19 @@ ngx_http_upload_app_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
+    if (appid.len == sizeof("links") - 1
+        && ngx_strncmp(appid.data, "links", appid.len) == 0)
+    {
+        if (r->method != NGX_HTTP_POST) {
+            return ngx_http_upload_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                              "MethodNotAllowed",
+                                              "make an upload link with "
+                                              "POST <location>links");
+        }
+
+        return ngx_http_upload_link_mint(r);
+    }
+
     if (ngx_http_upload_validate_app(&appid, &reason) != NGX_OK) {
         return ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST,
                                           "InvalidAppId", reason);
@@ -311,6 +324,14 @@ ngx_http_upload_app_parse(ngx_http_request_t *r, u_char *data, size_t len,
     if (ngx_http_upload_validate_app(&app->appid, &reason) != NGX_OK) {
         *code = "InvalidAppId";
         *message = app->appid.len ? reason : "\"appid\" is required";
+        return NGX_DECLINED;
+    }
+
+    if (app->appid.len == sizeof("links") - 1
+        && ngx_strncmp(app->appid.data, "links", app->appid.len) == 0)
+    {
+        *code = "InvalidAppId";
+        *message = "\"links\" names the upload link API, not an app";
         return NGX_DECLINED;
     }
 

@@ -425,7 +425,9 @@ ngx_http_upload_callback_post_json(ngx_http_upload_ctx_t *ctx)
             ? ngx_http_upload_add_string(json, "upload_id", &session->id)
               != NGX_OK
             : cJSON_AddNullToObject(json, "upload_id") == NULL)
-        || cJSON_AddBoolToObject(json, "dedup", ctx->deduped) == NULL)
+        || cJSON_AddBoolToObject(json, "dedup", ctx->deduped) == NULL
+        || (ctx->link
+            && ngx_http_upload_link_json(ctx->link, json) != NGX_OK))
     {
         cJSON_Delete(metadata);
         cJSON_Delete(json);

@@ -34,8 +34,12 @@ static void ngx_http_upload_sha256_missing(ngx_http_upload_ctx_t *ctx);
 ngx_int_t
 ngx_http_upload_handler(ngx_http_request_t *r)
 {
-    ngx_str_t    app, key;
-    const char  *reason;
+    ngx_int_t                rc;
+    ngx_str_t                app, key;
+    const char              *reason;
+    ngx_http_upload_ctx_t       *ctx;
+    ngx_http_upload_link_t      *link;
+    ngx_http_upload_loc_conf_t  *ulcf;
 
     if (r != r->main) {
         return NGX_DECLINED;
@@ -66,6 +70,22 @@ ngx_http_upload_handler(ngx_http_request_t *r)
         }
     }
 
+    /* a link's token is for uploads to keys, not for the location */
+
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
+
+    if ((ulcf->link_required || ngx_http_upload_link_token_given(r))
+        && ((r->method == NGX_HTTP_HEAD
+             && ngx_http_upload_arg_present(r, "sha256"))
+            || (r->method == NGX_HTTP_GET
+                && ngx_http_upload_arg_present(r, "uploads"))))
+    {
+        return ngx_http_upload_send_error(r, NGX_HTTP_FORBIDDEN,
+                                          "AccessDenied",
+                                          "an upload link allows uploads "
+                                          "only");
+    }
+
     /* is this content stored? on the location itself, no key */
 
     if (r->method == NGX_HTTP_HEAD && ngx_http_upload_arg_present(r, "sha256"))
@@ -93,6 +113,40 @@ ngx_http_upload_handler(ngx_http_request_t *r)
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* an upload link's token confines the request to its app and prefix */
+
+    rc = ngx_http_upload_link_confine(r, &app, &key, &link, &reason);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_upload_send_error(r, NGX_HTTP_FORBIDDEN,
+                                          "AccessDenied", reason);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (link) {
+        if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_POST))
+            && !ngx_http_upload_arg_present(r, "uploadId"))
+        {
+            return ngx_http_upload_send_error(r, NGX_HTTP_FORBIDDEN,
+                                              "AccessDenied",
+                                              "an upload link allows "
+                                              "uploads only");
+        }
+
+        /* the request's ctx starts with its link */
+
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->link = link;
+        ngx_http_set_ctx(r, ctx, ngx_http_upload_module);
     }
 
     if (ngx_http_upload_arg_present(r, "uploads")
@@ -181,9 +235,15 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
                                           "larger than upload_max_size");
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_ctx_t));
+    /* made already when the request carries an upload link */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_upload_module);
+
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     ctx->request = r;
@@ -197,6 +257,14 @@ ngx_http_upload_put(ngx_http_request_t *r, ngx_str_t *app, ngx_str_t *key)
     ctx->limit = ulcf->max_size;
     ctx->limit_status = NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     ctx->limit_message = "the body is larger than upload_max_size";
+
+    if (ctx->link && ctx->link->max_size
+        && (ctx->limit == 0 || ctx->link->max_size < ctx->limit))
+    {
+        ctx->limit = ctx->link->max_size;
+        ctx->limit_message = "the body is larger than the upload link "
+                             "allows";
+    }
 
     rc = ngx_http_upload_put_digests(ctx, &reason);
 
@@ -234,6 +302,15 @@ ngx_http_upload_put_approve(ngx_http_upload_ctx_t *ctx)
 static void
 ngx_http_upload_put_go(ngx_http_upload_ctx_t *ctx)
 {
+    if (ctx->link && !ctx->link_counted) {
+        /* one file more under the link, then here again */
+        ctx->link_counted = 1;
+        ngx_http_upload_finalize(ctx->request,
+                                 ngx_http_upload_link_count(ctx,
+                                                    ngx_http_upload_put_go));
+        return;
+    }
+
     if (ctx->conf->dedup && ctx->expect_sha256.len) {
         ngx_http_upload_finalize(ctx->request,
                                  ngx_http_upload_put_lookup(ctx));

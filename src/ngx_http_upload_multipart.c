@@ -191,9 +191,15 @@ ngx_http_upload_request_ctx(ngx_http_request_t *r, ngx_str_t *app,
 {
     ngx_http_upload_ctx_t  *ctx;
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_ctx_t));
+    /* made already when the request carries an upload link */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_upload_module);
+
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_upload_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     ctx->request = r;
@@ -282,6 +288,16 @@ ngx_http_upload_initiate_body(ngx_http_upload_ctx_t *ctx)
 
     ctx->session = session;
 
+    if (ctx->link && ctx->link->max_size
+        && (session->size < 0 || session->size > ctx->link->max_size))
+    {
+        ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
+                                         NGX_HTTP_FORBIDDEN, "AccessDenied",
+                                         "an upload link needs the file's "
+                                         "\"size\", within its max_size"));
+        return;
+    }
+
     if (ngx_http_upload_session_new_id(r->pool, &session->id) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -311,6 +327,15 @@ ngx_http_upload_initiate_go(ngx_http_upload_ctx_t *ctx)
 
     r = ctx->request;
     session = ctx->session;
+
+    if (ctx->link && !ctx->link_counted) {
+        /* one file more under the link, then here again */
+        ctx->link_counted = 1;
+        ngx_http_upload_finalize(r, ngx_http_upload_pending_rc(r,
+                                        ngx_http_upload_link_count(ctx,
+                                            ngx_http_upload_initiate_go)));
+        return;
+    }
 
     if (ctx->conf->dedup && session->sha256.len) {
         /* the file marker: stored already, or an upload to resume? */
@@ -667,7 +692,8 @@ ngx_http_upload_initiated(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, ngx_array_t *parts,
     ngx_int_t status)
 {
-    cJSON  *json;
+    cJSON                  *json;
+    ngx_http_upload_ctx_t  *ctx;
 
     if (status != NGX_OK) {
         ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
@@ -687,6 +713,13 @@ ngx_http_upload_initiated(ngx_http_request_t *r,
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "upload: sliced upload %V of \"%V/%V\" initiated",
                   &session->id, &session->app, &session->key);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_upload_module);
+
+    if (ctx) {
+        /* a new file under an upload link: it counts */
+        ctx->link_kept = 1;
+    }
 
     ngx_http_finalize_request(r, ngx_http_upload_send_json(r, NGX_HTTP_OK,
                                                            json));

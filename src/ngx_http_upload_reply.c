@@ -153,6 +153,16 @@ ngx_int_t
 ngx_http_upload_send_text(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *text)
 {
+    static ngx_str_t  json = ngx_string("application/json");
+
+    return ngx_http_upload_send_typed(r, status, &json, text);
+}
+
+
+ngx_int_t
+ngx_http_upload_send_typed(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *text)
+{
     ngx_buf_t    *b;
     ngx_int_t     rc;
     ngx_chain_t   out;
@@ -170,8 +180,8 @@ ngx_http_upload_send_text(ngx_http_request_t *r, ngx_uint_t status,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = text->len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     rc = ngx_http_send_header(r);
