@@ -46,6 +46,14 @@ start() {
 
     bash "$top/scripts/redis.sh" start "$redis_port" "$redis_dir"
 
+    # The secret that signs upload links: made once, kept private to run/.
+    if [ ! -s "$prefix/link-secret.conf" ]; then
+        (umask 077
+         printf 'upload_link_secret %s;\n' \
+             "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+             > "$prefix/link-secret.conf")
+    fi
+
     trap stop_all EXIT
     trap 'exit 129' HUP
     trap 'exit 130' INT
