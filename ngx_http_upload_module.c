@@ -615,12 +615,15 @@ ngx_http_upload_callback_allow(ngx_conf_t *cf, ngx_command_t *cmd,
 
         /* a prefix must fix the host: "http://a" would allow "a.evil" */
 
-        p = ngx_strlchr(value[i].data + sizeof("http://") - 1,
-                        value[i].data + value[i].len, '/');
+        p = NULL;
 
-        if (ngx_http_upload_callback_url_valid(&value[i]) != NGX_OK
-            || p == NULL)
-        {
+        if (ngx_http_upload_callback_url_valid(&value[i]) == NGX_OK) {
+            /* the "/" that ends the host, after "http://" or "https://" */
+            p = value[i].data + (value[i].data[4] == ':' ? 7 : 8);
+            p = ngx_strlchr(p, value[i].data + value[i].len, '/');
+        }
+
+        if (p == NULL) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"upload_callback_allow\" needs http:// or "
                                "https:// URL prefixes that end the host "

@@ -254,6 +254,7 @@ struct ngx_http_upload_ctx_s {
     void                         *complete;
     ngx_uint_t                    part_number;
     ngx_str_t                     slot;      /* a part's claim token */
+    ngx_str_t                     slot_key;  /* the claims' Redis key */
 
     /* the commit steps after the body: fsync, record, rename */
     void                        (*step_work)(ngx_http_upload_ctx_t *ctx);

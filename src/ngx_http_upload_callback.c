@@ -680,7 +680,18 @@ ngx_http_upload_callback_done(ngx_http_request_t *sr, void *data,
                   cb->status ? "" : " (no answer: unreachable, timed out or "
                                     "not proxied)");
 
-    return rc;
+    /*
+     * The subrequest's failure is the callback's, not the upload's: an
+     * error passed on would end the main request (a reply larger than
+     * subrequest_output_buffer_size, say).  A client that went away is
+     * the main request's, and ends it.
+     */
+
+    if (rc == NGX_HTTP_CLIENT_CLOSED_REQUEST || sr->connection->error) {
+        return rc;
+    }
+
+    return NGX_OK;
 }
 
 

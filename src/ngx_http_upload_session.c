@@ -1141,12 +1141,25 @@ ngx_http_upload_session_checked(ngx_http_request_t *r, void *data,
 static ngx_int_t
 ngx_http_upload_part_in_place(ngx_http_upload_ctx_t *ctx, off_t part_size)
 {
-    u_char              *p;
-    size_t               dir;
-    ngx_pool_cleanup_t  *cln;
-    ngx_http_request_t  *r;
+    u_char                     *p;
+    size_t                      dir;
+    ngx_str_t                   keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
 
     r = ctx->request;
+    session = ctx->session;
+
+    /* the claim's key, for the cleanup that may give it back */
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->slot_key = keys[4];
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -1184,23 +1197,14 @@ ngx_http_upload_part_release(void *data)
 {
     ngx_http_upload_ctx_t *ctx = data;
 
-    size_t                       argvlen[6];
-    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
-    const char                  *argv[6];
-    u_char                       number[NGX_INT_T_LEN];
-    ngx_http_upload_session_t   *session;
+    size_t       argvlen[6];
+    const char  *argv[6];
+    u_char       number[NGX_INT_T_LEN];
+
+    /* a pool cleanup: nothing may come from r->pool, which is gone */
 
     if (ctx->committed) {
         /* the part's record gave the claim back */
-        return;
-    }
-
-    session = ctx->session;
-
-    if (ngx_http_upload_session_keys(ctx->request, &session->app,
-                                     &session->id, keys)
-        != NGX_OK)
-    {
         return;
     }
 
@@ -1210,8 +1214,8 @@ ngx_http_upload_part_release(void *data)
     argvlen[1] = sizeof(ngx_http_upload_release_script) - 1;
     argv[2] = "1";
     argvlen[2] = 1;
-    argv[3] = (char *) keys[4].data;
-    argvlen[3] = keys[4].len;
+    argv[3] = (char *) ctx->slot_key.data;
+    argvlen[3] = ctx->slot_key.len;
     argv[4] = (char *) number;
     argvlen[4] = ngx_sprintf(number, "%ui", ctx->part_number) - number;
     argv[5] = (char *) ctx->slot.data;
@@ -1403,6 +1407,7 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     args[1] = cp->list_hash;
 
     cp->handler = handler;
+    cp->session_key = keys[0];
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_begin_script,
                                          NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
@@ -1498,27 +1503,21 @@ void
 ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
 {
     size_t                       argvlen[4];
-    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
     const char                  *argv[4];
-    ngx_http_request_t          *r;
-    ngx_http_upload_session_t   *session;
     ngx_http_upload_complete_t  *cp;
 
-    r = ctx->request;
-    session = ctx->session;
     cp = ctx->complete;
 
-    if (cp->closed) {
+    /*
+     * The session's key was made when the session was taken: this also
+     * runs from the request's pool cleanup, when r->pool is gone already.
+     */
+
+    if (cp->closed || cp->session_key.len == 0) {
         return;
     }
 
     cp->closed = 1;
-
-    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
-        != NGX_OK)
-    {
-        return;
-    }
 
     argv[0] = "EVAL";
     argvlen[0] = sizeof("EVAL") - 1;
@@ -1526,8 +1525,8 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
     argvlen[1] = sizeof(ngx_http_upload_reopen_script) - 1;
     argv[2] = "1";
     argvlen[2] = 1;
-    argv[3] = (char *) keys[0].data;
-    argvlen[3] = keys[0].len;
+    argv[3] = (char *) cp->session_key.data;
+    argvlen[3] = cp->session_key.len;
 
     /*
      * Not tied to the request, which may be on its way out (this also

@@ -136,3 +136,11 @@ unknown thread pool "nosuchpool"
     location = /t { return 200 "up\n"; }
 --- response_body
 up
+
+
+
+=== TEST 12: upload_callback_allow needs the host ended by "/", for https too
+--- config
+    location /upload/ { upload on; upload_callback_allow https://app.example; }
+--- error_log
+"upload_callback_allow" needs http:// or https:// URL prefixes that end the host with "/", not "https://app.example"

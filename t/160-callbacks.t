@@ -418,3 +418,36 @@ Expect: 100-continue\r
 ["GET /files/leaver/left.txt", "GET /static"]
 --- error_code eval
 [404, 200]
+
+
+
+=== TEST 19: a client gone while its complete waits on a slow post callback: the worker lives on
+--- init
+main::register("slowpost", undef, "$::App/slow?ms=1500");
+UploadTest::make_session("slowpost", "sp.txt", "slowpostslowpostslowpost");
+my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+system("curl", "-s", "-o", "/dev/null", "-X", "PUT", "-H", "X-Upload-App: slowpost",
+       "--data-binary", "hello",
+       "http://127.0.0.1:$port/upload/sp.txt?uploadId=slowpostslowpostslowpost&partNumber=1");
+--- raw_request eval
+"POST /upload/sp.txt?uploadId=slowpostslowpostslowpost HTTP/1.1\r
+Host: localhost\r
+X-Upload-App: slowpost\r
+Content-Length: 71\r
+\r
+{\"parts\":[{\"part_number\":1,\"etag\":\"5d41402abc4b2a76b9719d911017c592\"}]}"
+--- timeout: 0.5
+--- abort
+--- ignore_response
+--- wait: 2
+
+
+
+=== TEST 20: (the worker serves on, the object is stored)
+--- request eval
+["GET /static", "GET /files/slowpost/sp.txt"]
+--- error_code eval
+[200, 200]
+--- no_error_log
+[alert]
+exited on signal
