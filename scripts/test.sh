@@ -6,12 +6,13 @@
 #   scripts/test.sh [FILE|DIR...]     default: t
 #
 # Exits with prove's status. TEST_NGINX_USE_VALGRIND=1 runs nginx under
-# valgrind (`make test-valgrind`).
+# valgrind (`make test-valgrind`).  Two runs at once need their own
+# TEST_REDIS_PORT (and TEST_NGINX_PORT, TEST_NGINX_SERVROOT).
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-redis_dir=$top/build/redis-test
-redis_port=6381
+redis_port=${TEST_REDIS_PORT:-6381}
+redis_dir=$top/build/redis-test${TEST_REDIS_PORT:+-$TEST_REDIS_PORT}
 
 cd "$top"
 
