@@ -4,6 +4,7 @@
 #   make deps          install the Debian packages the build and tests need
 #   make run           Redis on 127.0.0.1:6380 + nginx on 127.0.0.1:8080
 #   make stop          stop what a `make run` left running
+#   make example       examples/app_server.py against a `make run`'s nginx
 #   make test          the Test::Nginx suite (T=t/010-whole.t for a subset)
 #   make test-valgrind the same under valgrind
 #   make clean         stop a `make run`; remove build/, run/ and t/servroot*
@@ -28,7 +29,7 @@ export NGX_BINARY
 # A configure or compile that fails must not leave a target that looks fresh.
 .DELETE_ON_ERROR:
 
-.PHONY: all deps run stop test test-valgrind clean
+.PHONY: all deps run stop example test test-valgrind clean
 
 all: $(MODULE)
 
@@ -61,6 +62,12 @@ run: deps
 
 stop:
 	bash scripts/run.sh stop
+
+# The example app (examples/README.md): registers itself with the nginx of
+# `make run` (in another terminal), prints an upload link, converts what is
+# uploaded with it into build/example-out/. EXAMPLE_ARGS adds options.
+example:
+	python3 examples/app_server.py --out $(BUILD)/example-out $(EXAMPLE_ARGS)
 
 test: deps
 	@$(MAKE) --no-print-directory all
