@@ -44,6 +44,7 @@ struct ngx_http_upload_sweep_s {
     ngx_array_t                  *found;
     ngx_uint_t                    pending;
     ngx_uint_t                    removed;
+    ngx_uint_t                    temps;      /* stale temp files removed */
     void                        (*work)(ngx_http_upload_sweep_t *sweep);
     void                        (*done)(ngx_http_upload_sweep_t *sweep);
 #if (NGX_THREADS)
@@ -69,6 +70,7 @@ static void ngx_http_upload_sweep_exists(ngx_http_request_t *r, void *data,
     redisReply *reply);
 static void ngx_http_upload_sweep_remove(ngx_http_upload_sweep_t *sweep);
 static void ngx_http_upload_sweep_removed(ngx_http_upload_sweep_t *sweep);
+static void ngx_http_upload_sweep_temp(ngx_http_upload_sweep_t *sweep);
 static void ngx_http_upload_sweep_next(ngx_http_upload_sweep_t *sweep);
 
 
@@ -339,6 +341,8 @@ ngx_http_upload_sweep_list(ngx_http_upload_sweep_t *sweep)
     struct dirent            *a, *s;
     ngx_http_upload_swept_t  *swept;
 
+    ngx_http_upload_sweep_temp(sweep);
+
     ngx_sprintf(path, "%V/.upload-parts%Z", &sweep->store);
 
     apps = opendir((char *) path);
@@ -399,6 +403,63 @@ ngx_http_upload_sweep_list(ngx_http_upload_sweep_t *sweep)
 }
 
 
+/*
+ * In a pool thread too: temporary files nobody touched for a whole sweep
+ * interval, left by a worker that died (kill -9, a crash) in the middle
+ * of an upload.  An upload in progress changes its file (and so its
+ * ctime, which a hard link changes too) far more often: a stalled one
+ * ends at client_body_timeout.
+ */
+
+static void
+ngx_http_upload_sweep_temp(ngx_http_upload_sweep_t *sweep)
+{
+    u_char           path[NGX_MAX_PATH];
+    DIR             *dir;
+    time_t           old;
+    size_t           len;
+    struct stat      st;
+    struct dirent   *de;
+
+    sweep->temps = 0;
+
+    if (sweep->store.len + sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") + 64
+        > sizeof(path))
+    {
+        return;
+    }
+
+    ngx_sprintf(path, "%V/" NGX_HTTP_UPLOAD_TEMP_DIR "%Z", &sweep->store);
+
+    dir = opendir((char *) path);
+    if (dir == NULL) {
+        return;
+    }
+
+    old = time(NULL) - (time_t) (sweep->interval / 1000);
+    len = sweep->store.len + sizeof("/" NGX_HTTP_UPLOAD_TEMP_DIR "/") - 1;
+
+    while ((de = readdir(dir)) != NULL) {
+
+        if (de->d_name[0] == '.' || ngx_strlen(de->d_name) > 64) {
+            continue;
+        }
+
+        ngx_sprintf(path + len, "%s%Z", de->d_name);
+        path[len - 1] = '/';
+
+        if (lstat((char *) path, &st) == 0 && S_ISREG(st.st_mode)
+            && st.st_ctime < old && st.st_mtime < old
+            && unlink((char *) path) == 0)
+        {
+            sweep->temps++;
+        }
+    }
+
+    (void) closedir(dir);
+}
+
+
 /* back on the event loop: which of these sessions are still alive? */
 
 static void
@@ -412,6 +473,12 @@ ngx_http_upload_sweep_listed(ngx_http_upload_sweep_t *sweep)
 
     swept = sweep->found->elts;
     sweep->pending = 0;
+
+    if (sweep->temps) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "upload: sweep of \"%V\" removed %ui stale temporary "
+                      "file(s)", &sweep->store, sweep->temps);
+    }
 
     for (i = 0; i < sweep->found->nelts; i++) {
 
