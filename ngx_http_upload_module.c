@@ -509,6 +509,10 @@ ngx_http_upload_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_upload_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_http_upload_callback_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_upload_body_init(cf);
 }
 

@@ -395,6 +395,7 @@ ngx_int_t ngx_http_upload_callback_url_valid(ngx_str_t *url);
 
 /* ngx_http_upload_callback.c */
 ngx_int_t ngx_http_upload_callback_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_upload_callback_filter_init(ngx_conf_t *cf);
 void ngx_http_upload_callback_pre(ngx_http_upload_ctx_t *ctx,
     void (*next)(ngx_http_upload_ctx_t *ctx));
 void ngx_http_upload_callback_post_only(ngx_http_upload_ctx_t *ctx,

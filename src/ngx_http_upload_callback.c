@@ -46,6 +46,7 @@ typedef struct {
     ngx_str_t                     body;
     ngx_uint_t                    status;     /* the app's, 0: no answer */
     ngx_str_t                     response;   /* up to 4 KiB of it */
+    ngx_http_request_t           *sr;
     unsigned                      post:1;
     unsigned                      done:1;
     void                        (*next)(ngx_http_upload_ctx_t *ctx);
@@ -73,6 +74,8 @@ static void ngx_http_upload_callback_pre_done(ngx_http_upload_ctx_t *ctx);
 static ngx_int_t ngx_http_upload_callback_json(ngx_http_upload_ctx_t *ctx,
     void *json, ngx_uint_t post);
 static void ngx_http_upload_callback_post_done(ngx_http_upload_ctx_t *ctx);
+static ngx_int_t ngx_http_upload_callback_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_upload_callback_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -91,6 +94,81 @@ static ngx_http_variable_t  ngx_http_upload_callback_vars[] = {
 
       ngx_http_null_variable
 };
+
+
+static ngx_http_output_body_filter_pt  ngx_http_next_body_filter;
+
+
+ngx_int_t
+ngx_http_upload_callback_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_upload_callback_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The reply of a callback subrequest goes nowhere: its first 4 KiB are
+ * kept for the upload's answer, the buffers are marked as sent.
+ */
+
+static ngx_int_t
+ngx_http_upload_callback_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    size_t                       len;
+    ngx_chain_t                 *cl;
+    ngx_http_upload_ctx_t       *ctx;
+    ngx_http_upload_callback_t  *cb;
+
+    if (r == r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_upload_module);
+
+    if (ctx == NULL || ctx->callback == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    cb = ctx->callback;
+
+    if (cb->sr != r) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (ngx_buf_in_memory(cl->buf)) {
+            len = ngx_min((size_t) (cl->buf->last - cl->buf->pos),
+                          NGX_HTTP_UPLOAD_CALLBACK_BODY_MAX
+                          - cb->response.len);
+
+            if (len) {
+                if (cb->response.data == NULL) {
+                    cb->response.data = ngx_pnalloc(r->pool,
+                                            NGX_HTTP_UPLOAD_CALLBACK_BODY_MAX);
+                    if (cb->response.data == NULL) {
+                        return NGX_ERROR;
+                    }
+                }
+
+                ngx_memcpy(cb->response.data + cb->response.len,
+                           cl->buf->pos, len);
+                cb->response.len += len;
+            }
+
+            cl->buf->pos = cl->buf->last;
+        }
+
+        if (cl->buf->in_file) {
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+    }
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
@@ -495,13 +573,20 @@ ngx_http_upload_callback_call(ngx_http_upload_ctx_t *ctx, ngx_str_t *url,
     ps->handler = ngx_http_upload_callback_done;
     ps->data = ctx;
 
+    /*
+     * Not NGX_HTTP_SUBREQUEST_IN_MEMORY: a reply larger than its buffer
+     * would fail the client's connection.  The module's body filter keeps
+     * the first 4 KiB of the reply and drops the rest.
+     */
+
     if (ngx_http_subrequest(r, &ctx->conf->callback_uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
+                            NGX_HTTP_SUBREQUEST_WAITED)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    cb->sr = sr;
 
     sr->method = NGX_HTTP_POST;
     ngx_str_set(&sr->method_name, "POST");
@@ -647,8 +732,6 @@ ngx_http_upload_callback_done(ngx_http_request_t *sr, void *data,
 {
     ngx_http_upload_ctx_t *ctx = data;
 
-    size_t                       len;
-    ngx_buf_t                   *b;
     ngx_uint_t                   level;
     ngx_http_upload_callback_t  *cb;
 
@@ -659,16 +742,8 @@ ngx_http_upload_callback_done(ngx_http_request_t *sr, void *data,
         cb->status = sr->upstream->headers_in.status_n;
     }
 
-    if (cb->status && sr->out && sr->out->buf) {
-        b = sr->out->buf;
-        len = ngx_min((size_t) (b->last - b->pos),
-                      NGX_HTTP_UPLOAD_CALLBACK_BODY_MAX);
-
-        cb->response.data = ngx_pnalloc(sr->pool, len);
-        if (cb->response.data) {
-            ngx_memcpy(cb->response.data, b->pos, len);
-            cb->response.len = len;
-        }
+    if (cb->status == 0) {
+        cb->response.len = 0;
     }
 
     level = (cb->status >= 200 && cb->status < 300) ? NGX_LOG_INFO

@@ -137,7 +137,13 @@ ngx_http_upload_complete_cleanup(void *data)
     }
 
     if (cp->began && !cp->closed) {
-        ngx_http_upload_session_reopen(ctx);
+        if (ctx->committed) {
+            /* stored: the session is spent, never given back */
+            ngx_http_upload_session_forget(ctx);
+
+        } else {
+            ngx_http_upload_session_reopen(ctx);
+        }
     }
 }
 
@@ -780,9 +786,22 @@ static void
 ngx_http_upload_in_place_work(ngx_http_upload_ctx_t *ctx)
 {
     u_char                       hex[2 * NGX_HTTP_UPLOAD_SHA256_LEN];
+    ngx_file_info_t              fi;
     ngx_http_upload_session_t   *session;
 
     session = ctx->session;
+
+    /* the parts' bytes must all be there: never rename a short file */
+
+    if (ngx_fd_info(ctx->fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) < ((ngx_http_upload_complete_t *)
+                                 ctx->complete)->size)
+    {
+        ctx->step_err = EIO;
+        ctx->step_op = "checking the parts' data file (shorter than its "
+                       "parts)";
+        return;
+    }
 
     if (ngx_http_upload_merge_hash(ctx) != NGX_OK) {
         ctx->step_err = ngx_errno ? ngx_errno : EIO;

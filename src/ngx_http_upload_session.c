@@ -241,6 +241,10 @@ static u_char  ngx_http_upload_release_lost[] =
     "the place of a part that failed could not be given back; the "
     "complete of its upload will copy";
 
+static u_char  ngx_http_upload_forget_lost[] =
+    "the session of a stored sliced upload could not be deleted; it "
+    "expires with its TTL";
+
 /* the object is stored: the session goes, its result stays a while */
 static const char  ngx_http_upload_finish_script[] =
     "local m = redis.call('HGET', KEYS[1], 'sha256') "
@@ -1409,6 +1413,15 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     cp->handler = handler;
     cp->session_key = keys[0];
 
+    /* for the request's cleanup, which may not allocate */
+
+    cp->keys = ngx_palloc(r->pool, sizeof(keys));
+    if (cp->keys == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(cp->keys, keys, sizeof(keys));
+
     return ngx_http_upload_session_redis(r, ngx_http_upload_begin_script,
                                          NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
                                          2, args,
@@ -1539,6 +1552,52 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
                                          ngx_http_upload_session_ignore,
                                          ngx_http_upload_reopen_lost,
                                          4, argv, argvlen);
+}
+
+
+/*
+ * The object is stored but the complete ended before the session was
+ * closed (its client left during the post callback): the session goes,
+ * without a remembered answer; a retried complete gets NoSuchUpload.  It
+ * must not be reopened: its parts are the object now.
+ */
+
+void
+ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx)
+{
+    size_t                       argvlen[9];
+    ngx_uint_t                   i;
+    const char                  *argv[9];
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+
+    if (cp->closed || cp->keys == NULL) {
+        return;
+    }
+
+    cp->closed = 1;
+
+    argv[0] = "DEL";
+    argvlen[0] = sizeof("DEL") - 1;
+
+    /* the session, its parts, its claims, its lease (not the app's set) */
+
+    argv[1] = (char *) cp->keys[0].data;
+    argvlen[1] = cp->keys[0].len;
+    argv[2] = (char *) cp->keys[1].data;
+    argvlen[2] = cp->keys[1].len;
+
+    for (i = 0; i < 2; i++) {
+        argv[3 + i] = (char *) cp->keys[4 + i].data;
+        argvlen[3 + i] = cp->keys[4 + i].len;
+    }
+
+    (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
+                                         ctx->conf->redis_timeout,
+                                         ngx_http_upload_session_ignore,
+                                         ngx_http_upload_forget_lost,
+                                         5, argv, argvlen);
 }
 
 

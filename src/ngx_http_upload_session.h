@@ -74,6 +74,7 @@ typedef struct {
     ngx_array_t                  *parts;
     ngx_str_t                     list_hash;
     ngx_str_t                     session_key; /* to give it back */
+    ngx_str_t                    *keys;        /* all of the session's */
     ngx_str_t                     result;
     ngx_str_t                     dir;
     ngx_array_t                  *files;
@@ -135,6 +136,7 @@ ngx_int_t ngx_http_upload_part_record(ngx_http_upload_ctx_t *ctx,
 ngx_int_t ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));
 void ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx);
+void ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));
 

@@ -424,7 +424,7 @@ Expect: 100-continue\r
 === TEST 19: a client gone while its complete waits on a slow post callback: the worker lives on
 --- init
 main::register("slowpost", undef, "$::App/slow?ms=1500");
-UploadTest::make_session("slowpost", "sp.txt", "slowpostslowpostslowpost");
+UploadTest::make_session("slowpost", "sp.txt", "slowpostslowpostslowpost", 0, { size => 5, part_size => 5 });
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 system("curl", "-s", "-o", "/dev/null", "-X", "PUT", "-H", "X-Upload-App: slowpost",
        "--data-binary", "hello",
@@ -443,11 +443,32 @@ Content-Length: 71\r
 
 
 
-=== TEST 20: (the worker serves on, the object is stored)
+=== TEST 20: (the worker serves on, the object is stored whole; the spent session is gone, a retry cannot redo it)
 --- request eval
-["GET /static", "GET /files/slowpost/sp.txt"]
+["GET /static", "GET /files/slowpost/sp.txt",
+ "POST /upload/sp.txt?uploadId=slowpostslowpostslowpost\n{\"parts\":[{\"part_number\":1,\"etag\":\"5d41402abc4b2a76b9719d911017c592\"}]}",
+ "GET /files/slowpost/sp.txt", "GET /upload/sp.txt?meta"]
+--- more_headers eval
+["", "", "X-Upload-App: slowpost", "", "X-Upload-App: slowpost"]
 --- error_code eval
-[200, 200]
+[200, 200, 404, 200, 200]
+--- response_body_like eval
+[qr/static ok/, qr/^hello$/, qr/"code":"NoSuchUpload"/, qr/^hello$/,
+ qr/"size":5,/]
 --- no_error_log
 [alert]
 exited on signal
+
+
+
+=== TEST 21: an app whose reply is larger than a subrequest's buffer: the upload is not hurt, 4 KiB of the reply are kept
+--- init
+main::register("bigreply", "$::App/big", "$::App/big");
+--- request
+PUT /upload/bigreply.txt
+big reply
+--- more_headers
+X-Upload-App: bigreply
+--- error_code: 201
+--- response_body_like eval
+qr/"callback":\{"status":200,"body":"b{4096}"\}\}$/

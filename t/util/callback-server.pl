@@ -10,6 +10,7 @@
 #   /text          200 "thanks" (text/plain)
 #   /refuse        403 {"reason":"not this file"}
 #   /fail          500 "broken"
+#   /big           200, 20000 bytes of text (more than a subrequest buffer)
 #   /slow?ms=N     waits N ms, then as /ok
 #   /allowed/...   as the rest of the path ("/allowed/ok" is /ok)
 #
@@ -123,6 +124,10 @@ sub serve {
     if ($path eq '/refuse') {
         return answer($c, 403, 'application/json',
                       '{"reason":"not this file"}');
+    }
+
+    if ($path eq '/big') {
+        return answer($c, 200, 'text/plain', "b" x 20000);
     }
 
     if ($path eq '/fail') {
