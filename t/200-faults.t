@@ -59,17 +59,18 @@ run_tests();
 __DATA__
 
 === TEST 1: kill -9 of the worker in the middle of a whole upload: no object, the temp file is swept, service goes on
+--- timeout: 30
 --- init
 UploadTest::clear_persist();
 my @w = main::workers();
 my $s = main::partial_upload("/upload/killed.bin", 1000000, 300000);
-sleep 0.5;
+for (1 .. 80) { last if main::temps() == 1; sleep 0.25 }
 Test::More::is(main::temps(), 1, "TEST 1: the upload's temp file is there");
 kill 'KILL', @w;
 close $s;
 sleep 0.5;
 Test::More::ok(!-e "$::Root/store/default/killed.bin", "TEST 1: nothing at the key");
-for (1 .. 40) { last if main::temps() == 0; sleep 0.25 }
+for (1 .. 120) { last if main::temps() == 0; sleep 0.25 }
 Test::More::is(main::temps(), 0, "TEST 1: a sweep removed the dead worker's temp file");
 --- request eval
 ["GET /upload/killed.bin?meta", "PUT /upload/after.txt\nafter", "GET /files/default/after.txt"]
