@@ -235,7 +235,9 @@ ngx_http_upload_dedup_found(ngx_http_request_t *r, void *data,
     }
 
     if ((wanted >= 0 && wanted != dd->size)
-        || (ctx->conf->max_size && dd->size > ctx->conf->max_size))
+        || (ctx->conf->max_size && dd->size > ctx->conf->max_size)
+        || (ctx->link && ctx->link->max_size
+            && dd->size > ctx->link->max_size))
     {
         /* other bytes will come, checked then; or too big here */
         dd->miss(ctx);

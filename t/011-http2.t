@@ -91,7 +91,7 @@ UploadTest::make_session("default", "h2/sliced.txt", "h2slicedh2slicedh2sliced")
 
 
 
-=== TEST 4: an instant upload over HTTP/2: the content is stored, announcing it is a hit
+=== TEST 6: an instant upload over HTTP/2: the content is stored, announcing it is a hit
 --- config eval
 "location /upload/ { upload on; }\n$::Files"
 --- request eval
@@ -107,7 +107,7 @@ UploadTest::make_session("default", "h2/sliced.txt", "h2slicedh2slicedh2sliced")
 
 
 
-=== TEST 5: a hit over HTTP/2 answers before the client sent more than the first window (nghttp)
+=== TEST 7: a hit over HTTP/2 answers before the client sent more than the first window (nghttp)
 --- config eval
 "location /upload/ { upload on; }\n$::Files"
 --- init
@@ -119,8 +119,8 @@ system("curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge", "-T", $file,
 my $out = `nghttp -v -d $file -H ':method: PUT' -H 'x-upload-sha256: ${\ Digest::SHA::sha256_hex($::Body)}' http://127.0.0.1:$port/upload/h2/big-second.txt 2>&1`;
 my $sent = 0;
 $sent += $1 while $out =~ /send DATA frame <length=(\d+)/g;
-Test::More::like($out, qr/\{"exists":true,"dedup":true,"key":"h2\/big-second.txt",/, "TEST 5: the answer is exists");
-Test::More::cmp_ok($sent, '<=', 65536, "TEST 5: the client sent at most 64 KiB of the 3 MiB body ($sent bytes)");
+Test::More::like($out, qr/\{"exists":true,"dedup":true,"key":"h2\/big-second.txt",/, "TEST 7: the answer is exists");
+Test::More::cmp_ok($sent, '<=', 65536, "TEST 7: the client sent at most 64 KiB of the 3 MiB body ($sent bytes)");
 --- request
 GET /files/default/h2/big-second.txt
 --- response_body eval
