@@ -28,7 +28,7 @@ Connection: close\r
 --- timeout: 1
 --- abort
 --- ignore_response
---- wait: 0.5
+--- wait eval: $ENV{TEST_NGINX_USE_VALGRIND} ? 3 : 0.5
 --- error_log
 client prematurely closed connection
 
@@ -76,7 +76,7 @@ Connection: close\r
 --- timeout: 1
 --- abort
 --- ignore_response
---- wait: 0.5
+--- wait eval: $ENV{TEST_NGINX_USE_VALGRIND} ? 3 : 0.5
 --- error_log
 client prematurely closed connection
 

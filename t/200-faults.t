@@ -88,6 +88,7 @@ removed 1 stale temporary file(s)
 
 
 === TEST 2: kill -9 in the middle of a part: the session stays resumable, the part is uploaded again
+--- timeout: 30
 --- init
 UploadTest::make_session("default", "parts.bin", "killkillkillkillkillkill");
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
