@@ -7,6 +7,8 @@
 #   make example       examples/app_server.py against a `make run`'s nginx
 #   make test          the Test::Nginx suite (T=t/010-whole.t for a subset)
 #   make test-valgrind the same under valgrind
+#   make fuzz          the libFuzzer harnesses of fuzz/ (FUZZ_SECONDS each)
+#   make bench         all the benchmarks (bench/all.sh; docs/performance.md)
 #   make clean         stop a `make run`; remove build/, run/ and t/servroot*
 
 # conf_flags is a bash file: NGX_CONF_FLAGS is a bash array.
@@ -29,7 +31,7 @@ export NGX_BINARY
 # A configure or compile that fails must not leave a target that looks fresh.
 .DELETE_ON_ERROR:
 
-.PHONY: all deps run stop example test test-valgrind clean
+.PHONY: all deps run stop example test test-valgrind bench fuzz clean
 
 all: $(MODULE)
 
@@ -75,7 +77,19 @@ test: deps
 
 test-valgrind: deps
 	@$(MAKE) --no-print-directory all
-	TEST_NGINX_USE_VALGRIND=1 bash scripts/test.sh $(T)
+	@# memcheck slows nginx down ten times or more: 20 s per request
+	TEST_NGINX_USE_VALGRIND=1 TEST_NGINX_TIMEOUT=$${TEST_NGINX_TIMEOUT:-20} \
+	    bash scripts/test.sh $(T)
+
+# Needs what `make deps` installs, plus wrk (and node and npm for the tus
+# baseline); about 10 minutes on 2 vCPUs.  BENCHES and ROUNDS (3) choose
+# what runs: see bench/all.sh.
+bench:
+	bash bench/all.sh
+
+# clang-14 and libfuzzer-14-dev; outputs in build/fuzz (fuzz/README.md)
+fuzz:
+	bash fuzz/run.sh
 
 clean: stop
 	rm -rf $(BUILD) $(CURDIR)/run $(CURDIR)/t/servroot*
