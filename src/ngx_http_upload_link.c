@@ -36,6 +36,7 @@ static ngx_int_t ngx_http_upload_link_mac(ngx_str_t *secret, ngx_str_t *data,
     u_char *mac);
 static ngx_int_t ngx_http_upload_link_claims(ngx_pool_t *pool, u_char *json,
     size_t len, ngx_http_upload_link_t *link);
+static ngx_int_t ngx_http_upload_link_prefix_valid(ngx_str_t *prefix);
 static ngx_int_t ngx_http_upload_link_token(ngx_http_request_t *r,
     ngx_str_t *token);
 static ngx_int_t ngx_http_upload_link_denied(ngx_http_request_t *r,
@@ -107,9 +108,9 @@ ngx_http_upload_link_verify(ngx_pool_t *pool, ngx_array_t *secrets,
     ngx_str_t *token, ngx_http_upload_link_t *link, const char **why)
 {
     u_char      *dot, mac[NGX_HTTP_UPLOAD_SHA256_LEN];
-    ngx_str_t    claims, sig, json, *secret;
+    ngx_str_t    claims, sig, json, raw, *secret;
     ngx_uint_t   i, good;
-    u_char       given[NGX_HTTP_UPLOAD_SHA256_LEN + 3];
+    u_char       given[64];
 
     *why = "invalid";
 
@@ -135,13 +136,10 @@ ngx_http_upload_link_verify(ngx_pool_t *pool, ngx_array_t *secrets,
         return NGX_DECLINED;
     }
 
-    json.data = given;
-
-    if (ngx_decode_base64url(&json, &sig) != NGX_OK
-        || json.len != NGX_HTTP_UPLOAD_SHA256_LEN)
-    {
-        return NGX_DECLINED;
-    }
+    /*
+     * The signature is compared as text: its last character carries two
+     * unused bits, and a token that differs there only must not verify.
+     */
 
     secret = secrets->elts;
     good = 0;
@@ -151,7 +149,13 @@ ngx_http_upload_link_verify(ngx_pool_t *pool, ngx_array_t *secrets,
             return NGX_ERROR;
         }
 
-        good |= (CRYPTO_memcmp(mac, given, sizeof(mac)) == 0);
+        raw.data = mac;
+        raw.len = sizeof(mac);
+        json.data = given;
+        ngx_encode_base64url(&json, &raw);
+
+        good |= (json.len == sig.len
+                 && CRYPTO_memcmp(json.data, sig.data, sig.len) == 0);
     }
 
     if (!good) {
@@ -207,7 +211,7 @@ ngx_http_upload_link_claims(ngx_pool_t *pool, u_char *json, size_t len,
         || !cJSON_IsString(prefix) || !cJSON_IsNumber(exp)
         || !cJSON_IsNumber(size) || !cJSON_IsNumber(files)
         || !cJSON_IsString(nonce)
-        || size->valuedouble < 0 || size->valuedouble > 9e15
+        || size->valuedouble < 0 || size->valuedouble > 1e15
         || files->valuedouble < 1 || files->valuedouble > 1e6
         || exp->valuedouble < 0 || exp->valuedouble > 1e11)
     {
@@ -263,6 +267,39 @@ done:
     cJSON_Delete(root);
 
     return rc;
+}
+
+
+/* a key prefix: at most a key's length, UTF-8, no control or backslash */
+
+static ngx_int_t
+ngx_http_upload_link_prefix_valid(ngx_str_t *prefix)
+{
+    u_char  *p, *last;
+
+    if (prefix->len > NGX_HTTP_UPLOAD_KEY_MAX) {
+        return NGX_DECLINED;
+    }
+
+    p = prefix->data;
+    last = p + prefix->len;
+
+    while (p < last) {
+        if (*p < 0x20 || *p == 0x7f || *p == '\\') {
+            return NGX_DECLINED;
+        }
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1027,13 +1064,16 @@ ngx_http_upload_link_mint_body(ngx_http_upload_ctx_t *ctx)
                || (ttl && (!cJSON_IsNumber(ttl) || ttl->valuedouble < 1
                            || ttl->valuedouble > 31536000))
                || (size && (!cJSON_IsNumber(size) || size->valuedouble < 0
-                            || size->valuedouble > 9e15))
+                            || size->valuedouble > 1e15
+                            || size->valuedouble
+                               != (double) (off_t) size->valuedouble))
                || (files && (!cJSON_IsNumber(files)
                              || files->valuedouble < 1
                              || files->valuedouble > 1e6)))
     {
         message = "\"prefix\" is a string; \"ttl\" 1 to 31536000 seconds, "
-                  "\"max_size\" bytes (0: any), \"max_files\" 1 to 1000000";
+                  "\"max_size\" whole bytes up to 10^15 (0: any), "
+                  "\"max_files\" 1 to 1000000";
     }
 
     if (message == NULL) {
@@ -1042,6 +1082,18 @@ ngx_http_upload_link_mint_body(ngx_http_upload_ctx_t *ctx)
 
         if (ngx_http_upload_validate_app(&link.app, &reason) != NGX_OK) {
             message = reason;
+        }
+    }
+
+    /* a prefix no key could have would make a dead link */
+
+    if (message == NULL && prefix) {
+        link.prefix.len = ngx_strlen(prefix->valuestring);
+        link.prefix.data = (u_char *) prefix->valuestring;
+
+        if (ngx_http_upload_link_prefix_valid(&link.prefix) != NGX_OK) {
+            message = "\"prefix\" must be at most 1024 bytes of UTF-8 "
+                      "without control characters or backslashes";
         }
     }
 
@@ -1055,11 +1107,11 @@ ngx_http_upload_link_mint_body(ngx_http_upload_ctx_t *ctx)
 
     link.app.data = ngx_pstrdup(r->pool, &link.app);
 
-    if (prefix) {
-        link.prefix.len = ngx_strlen(prefix->valuestring);
-        link.prefix.data = ngx_pstrdup(r->pool, &(ngx_str_t) {
-                                  link.prefix.len,
-                                  (u_char *) prefix->valuestring });
+    if (prefix && link.prefix.len) {
+        link.prefix.data = ngx_pstrdup(r->pool, &link.prefix);
+
+    } else {
+        ngx_str_set(&link.prefix, "");
     }
 
     link.exp = ngx_time() + (ttl ? (time_t) ttl->valuedouble : 86400);
@@ -1070,7 +1122,7 @@ ngx_http_upload_link_mint_body(ngx_http_upload_ctx_t *ctx)
 
     link.nonce.data = ngx_pnalloc(r->pool, 2 * sizeof(rnd));
 
-    if (link.app.data == NULL || (link.prefix.len && link.prefix.data == NULL)
+    if (link.app.data == NULL || link.prefix.data == NULL
         || link.nonce.data == NULL || RAND_bytes(rnd, sizeof(rnd)) != 1)
     {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -1085,6 +1137,14 @@ ngx_http_upload_link_mint_body(ngx_http_upload_ctx_t *ctx)
 
     if (ngx_http_upload_link_sign(r->pool, &secret[0], &link) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (link.token.len > NGX_HTTP_UPLOAD_LINK_MAX) {
+        ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
+                                         NGX_HTTP_BAD_REQUEST,
+                                         "InvalidArgument",
+                                         "the link would be too long"));
         return;
     }
 

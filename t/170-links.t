@@ -221,3 +221,32 @@ qr/This upload link is used up/
 [403, 403, 200]
 --- response_body_like eval
 [qr/"code":"AccessDenied"/, qr/"code":"AccessDenied"/, qr/"upload_id":"[A-Za-z0-9_-]{24}","key":"in\/sliced.bin","app":"linkapp"/]
+
+
+
+=== TEST 9: minting refuses prefixes and sizes that would make a dead or odd link; no prefix is ""
+--- request eval
+["POST /apps/links\n{\"appid\":\"linkapp\"}",
+ "POST /apps/links\n{\"appid\":\"linkapp\",\"prefix\":\"a\\u0001b\"}",
+ "POST /apps/links\n{\"appid\":\"linkapp\",\"prefix\":\"" . ("p" x 1025) . "\"}",
+ "POST /apps/links\n{\"appid\":\"linkapp\",\"max_size\":1e16}",
+ "POST /apps/links\n{\"appid\":\"linkapp\",\"max_size\":1.5}"]
+--- error_code eval
+[201, 400, 400, 400, 400]
+--- response_body_like eval
+[qr/"url":"\/link\//, qr/"code":"InvalidArgument"/, qr/"code":"InvalidArgument"/,
+ qr/"code":"InvalidArgument"/, qr/"code":"InvalidArgument"/]
+
+
+
+=== TEST 10: a signature whose last character differs only in its unused bits does not verify
+--- request eval
+my $t = main::token($::New);
+my $abc = join "", "A" .. "Z", "a" .. "z", "0" .. "9", "-", "_";
+my $i = index($abc, substr($t, -1));
+substr($t, -1) = substr($abc, $i ^ 1, 1);
+["GET /link/$t"]
+--- error_code eval
+[403]
+--- response_body_like eval
+[qr/This upload link is invalid/]
