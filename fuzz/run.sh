@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+#
+# Build the libFuzzer harnesses of fuzz/ and run them (fuzz/README.md).
+#
+#   bash fuzz/run.sh                  every harness, FUZZ_SECONDS each
+#   bash fuzz/run.sh key app          those harnesses only
+#   FUZZ_SECONDS=600 bash fuzz/run.sh app
+#   FUZZ_BUILD_ONLY=1 bash fuzz/run.sh
+#
+# First the inputs of fuzz/regress/<harness>/ and fuzz/crashes/<harness>/
+# are run once each, then the fuzzer runs from a copy of
+# fuzz/corpus/<harness>/ in build/fuzz/; any crash, leak, timeout,
+# undefined behaviour or broken invariant makes the exit status non-zero
+# and names the input that caused it.  Everything made goes to build/fuzz/.
+#
+# Environment:
+#   FUZZ_SECONDS     how long each harness runs (60)
+#   FUZZ_CC          the compiler (clang-14, else clang)
+#   FUZZ_ARGS        more libFuzzer options, e.g. "-jobs=2 -workers=2"
+#   FUZZ_BUILD_ONLY  1: build, run nothing
+#   FUZZ_STRICT      1: no tolerance for the known issues (README.md)
+#   NGX_CORE_SRC     an nginx source tree of the packaged version, instead
+#                    of downloading its release tarball from nginx.org
+#   NGX_TARBALL_URL  where that tarball is (a mirror, a file:// URL)
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FUZZ=$ROOT/fuzz
+OUT=$ROOT/build/fuzz
+NGX_SRC=/usr/share/nginx/src
+NGX_BUILD=$ROOT/build/nginx
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+
+HARNESSES=(key args digest link_verify link_roundtrip link_mint app initiate
+           complete)
+
+# the largest input tried: about the module's own body limits, within reason
+declare -A MAX_LEN=(
+    [key]=4096 [args]=4096 [digest]=256 [link_verify]=6144
+    [link_roundtrip]=4096 [link_mint]=4096 [app]=8192 [initiate]=16384
+    [complete]=16384
+)
+
+# the nginx core files the module's code calls into, and their SHA-256 in
+# the nginx release Debian 12 packages (nginx-dev has the headers only)
+NGX_CORE_FILES=(src/core/ngx_string.c src/core/ngx_palloc.c
+                src/core/ngx_array.c src/core/ngx_list.c
+                src/os/unix/ngx_alloc.c)
+
+declare -A NGX_CORE_SHA256_1_22_1=(
+    [src/core/ngx_string.c]=687b40d83d6136a66d810d4637da63cc2ad0b9ffbe67a3b355291370feccc95d
+    [src/core/ngx_palloc.c]=90b5102326963fc75a9d9a204ee5852115934f2cddbeedc44b64eb3ec78f422b
+    [src/core/ngx_array.c]=930cc75949dd3c4106ac9d1f6224e1e5733142f9d72bd66040b830ec9ccfe2fc
+    [src/core/ngx_list.c]=b27bef48cfa4f1dba7eb7a96a0cb930c59df42ba0819342f287c99e604e795b3
+    [src/os/unix/ngx_alloc.c]=2e3a89e84045d241241b7333e481bf471c3741ac955283c01953ad4103844779
+)
+
+
+die() {
+    echo "fuzz: $*" >&2
+    exit 1
+}
+
+
+# --- tools and inputs of the build ------------------------------------------
+
+if [ -n "${FUZZ_CC:-}" ]; then
+    CC=$FUZZ_CC
+elif command -v clang-14 >/dev/null; then
+    CC=clang-14
+elif command -v clang >/dev/null; then
+    CC=clang
+else
+    die "no clang: apt-get install clang-14 libfuzzer-14-dev"
+fi
+
+test -f $NGX_SRC/src/core/ngx_config.h \
+    || die "no nginx headers in $NGX_SRC: \`make deps\` installs nginx-dev"
+
+# ngx_auto_config.h and the upload page's header come from the module's
+# configure step
+if [ ! -f $NGX_BUILD/ngx_auto_config.h ] \
+   || [ ! -f $NGX_BUILD/ngx_http_upload_page.h ]
+then
+    echo "fuzz: configuring the module first (make $NGX_BUILD/Makefile)"
+    make -C "$ROOT" --no-print-directory "$NGX_BUILD/Makefile"
+fi
+
+NGX_VERSION=$(sed -n 's/^#define NGINX_VERSION *"\(.*\)"/\1/p' \
+                  $NGX_SRC/src/core/nginx.h)
+
+mkdir -p "$OUT"
+
+
+# the nginx core sources: NGX_CORE_SRC, or the release tarball (kept)
+
+ngx_core_fetch() {
+    local dir=$OUT/nginx-$NGX_VERSION tgz url f
+
+    if [ -n "${NGX_CORE_SRC:-}" ]; then
+        dir=$NGX_CORE_SRC
+
+    elif [ ! -f "$dir/.complete" ]; then
+        tgz=$OUT/nginx-$NGX_VERSION.tar.gz
+        url=${NGX_TARBALL_URL:-https://nginx.org/download/nginx-$NGX_VERSION.tar.gz}
+
+        if [ ! -s "$tgz" ]; then
+            echo "fuzz: downloading $url" >&2
+            if command -v curl >/dev/null; then
+                curl -fsSL -o "$tgz.part" "$url"
+            else
+                wget -q -O "$tgz.part" "$url"
+            fi || die "cannot download $url; set NGX_CORE_SRC to an nginx" \
+                      "$NGX_VERSION source tree"
+            mv "$tgz.part" "$tgz"
+        fi
+
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        tar -xzf "$tgz" -C "$dir" --strip-components=1 \
+            "${NGX_CORE_FILES[@]/#/nginx-$NGX_VERSION/}" \
+            || die "$tgz lacks the nginx core files"
+        touch "$dir/.complete"
+    fi
+
+    for f in "${NGX_CORE_FILES[@]}"; do
+        test -f "$dir/$f" || die "no $dir/$f"
+    done
+
+    # a tree of one's own may carry patches: only the download must match
+    if [ "$NGX_VERSION" != 1.22.1 ]; then
+        echo "fuzz: warning: no checksums known for nginx $NGX_VERSION" >&2
+
+    elif ! for f in "${NGX_CORE_FILES[@]}"; do
+               echo "${NGX_CORE_SHA256_1_22_1[$f]}  $dir/$f"
+           done | sha256sum --quiet -c - >&2
+    then
+        [ -n "${NGX_CORE_SRC:-}" ] \
+            || die "the nginx core files in $dir are not the released ones"
+        echo "fuzz: warning: $dir differs from nginx $NGX_VERSION" >&2
+    fi
+
+    NGX_CORE=$dir
+}
+
+
+# --- build -----------------------------------------------------------------
+
+SAN=(-fsanitize=address,undefined)
+CFLAGS=(-g -O1 -fno-omit-frame-pointer -W -Wall -Wno-unused-parameter
+        -Wno-sign-compare "${SAN[@]}")
+
+INCS=(-I $NGX_SRC/src/core -I $NGX_SRC/src/event
+      -I $NGX_SRC/src/event/modules -I $NGX_SRC/src/os/unix
+      -I "$ROOT/src" -I "$NGX_BUILD"
+      -I $NGX_SRC/src/http -I $NGX_SRC/src/http/modules
+      -I $NGX_SRC/src/http/v2)
+
+LIBS=(-lcjson -lhiredis -lcrypto -lpthread)
+
+# a change of flags or of a header rebuilds everything
+STAMP=$OUT/obj/.flags
+FLAGS_NOW="$CC ${CFLAGS[*]} ${INCS[*]}"
+HEADERS=("$ROOT"/src/*.h "$FUZZ"/fuzz.h "$NGX_BUILD"/ngx_auto_config.h
+         "$NGX_BUILD"/ngx_http_upload_page.h)
+
+# up to date: newer than its source, the flags and every header
+fresh() {       # fresh <object> <source>
+    local obj=$1 src=$2 h
+
+    [ -f "$obj" ] && [ "$obj" -nt "$src" ] && [ "$obj" -nt "$STAMP" ] \
+        || return 1
+
+    for h in "${HEADERS[@]}"; do
+        [ "$h" -nt "$obj" ] && return 1
+    done
+
+    return 0
+}
+
+compile() {     # compile <source> <object> [flags]
+    fresh "$2" "$1" && return 0
+
+    echo "  CC  ${1#$ROOT/}"
+    $CC -c "${CFLAGS[@]}" -fsanitize=fuzzer-no-link "${INCS[@]}" "${@:3}" \
+        -o "$2" "$1"
+}
+
+# the src/*.c a harness #includes (to reach its static functions)
+included() {
+    sed -n 's|^#include "\.\./src/\(.*\)\.c"$|\1|p' "$FUZZ/fuzz_$1.c"
+}
+
+build() {
+    local h f o objs inc strict pids=() failed=0
+
+    ngx_core_fetch
+
+    mkdir -p "$OUT/obj/core" "$OUT/obj/src" "$OUT/obj/fuzz" "$OUT/bin"
+
+    if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$FLAGS_NOW" ]; then
+        echo "$FLAGS_NOW" > "$STAMP"
+    fi
+
+    echo "fuzz: building with $CC"
+
+    # two at a time: the machine is shared
+    for f in "${NGX_CORE_FILES[@]}"; do
+        compile "$NGX_CORE/$f" "$OUT/obj/core/$(basename "$f" .c).o" &
+        pids+=($!)
+    done
+
+    for f in "$ROOT"/src/*.c; do
+        compile "$f" "$OUT/obj/src/$(basename "$f" .c).o" &
+        pids+=($!)
+        if [ ${#pids[@]} -ge 2 ]; then
+            wait "${pids[0]}" || failed=1
+            pids=("${pids[@]:1}")
+        fi
+    done
+
+    for f in "$FUZZ"/fuzz_common.c "$FUZZ"/stubs.c; do
+        compile "$f" "$OUT/obj/fuzz/$(basename "$f" .c).o" || failed=1
+    done
+
+    # FUZZ_STRICT is the harnesses' own: a change rebuilds them alone
+    strict=-DFUZZ_STRICT=${FUZZ_STRICT:-0}
+    if [ "$(cat "$OUT/obj/fuzz/.strict" 2>/dev/null)" != "$strict" ]; then
+        for h in "${HARNESSES[@]}"; do
+            rm -f "$OUT/obj/fuzz/fuzz_$h.o"
+        done
+        echo "$strict" > "$OUT/obj/fuzz/.strict"
+    fi
+
+    for h in "${SELECTED[@]}"; do
+        # a harness that includes a src file: any of them may matter
+        o=$OUT/obj/fuzz/fuzz_$h.o
+        if [ -f "$o" ]; then
+            for f in "$ROOT"/src/*.c; do
+                [ "$f" -nt "$o" ] && rm -f "$o" && break
+            done
+        fi
+        compile "$FUZZ/fuzz_$h.c" "$o" "$strict" &
+        pids+=($!)
+        if [ ${#pids[@]} -ge 2 ]; then
+            wait "${pids[0]}" || failed=1
+            pids=("${pids[@]:1}")
+        fi
+    done
+
+    for f in "${pids[@]}"; do
+        wait "$f" || failed=1
+    done
+
+    [ $failed = 0 ] || die "the build failed"
+
+    for h in "${SELECTED[@]}"; do
+        inc=$(included "$h")
+        objs=()
+        for f in "$OUT"/obj/src/*.o; do
+            [ -n "$inc" ] && [ "$(basename "$f" .o)" = "$inc" ] && continue
+            objs+=("$f")
+        done
+
+        objs+=("$OUT/obj/fuzz/fuzz_$h.o" "$OUT/obj/fuzz/fuzz_common.o"
+               "$OUT/obj/fuzz/stubs.o" "$OUT"/obj/core/*.o)
+
+        for f in "${objs[@]}"; do
+            [ "$f" -nt "$OUT/bin/fuzz_$h" ] && break
+        done
+        [ "$f" -nt "$OUT/bin/fuzz_$h" ] || continue
+
+        echo "  LD  build/fuzz/bin/fuzz_$h${inc:+ (includes src/$inc.c)}"
+        $CC "${SAN[@]}" -fsanitize=fuzzer -o "$OUT/bin/fuzz_$h" \
+            "${objs[@]}" "${LIBS[@]}"
+    done
+}
+
+
+# --- run -------------------------------------------------------------------
+
+FAILED=()
+SUMMARY=()
+
+# undefined behaviour is a crash too, but for nginx's idiom memcpy(p, NULL,
+# 0) (fuzz/ubsan.supp), unless FUZZ_STRICT=1
+UBSAN=print_stacktrace=1:halt_on_error=1
+[ "${FUZZ_STRICT:-0}" = 1 ] || UBSAN=$UBSAN:suppressions=$FUZZ/ubsan.supp
+export UBSAN_OPTIONS=$UBSAN${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+if [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
+    export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+fi
+
+# the inputs of a directory once each: fuzz/regress/<harness>/ (fixed:
+# must pass), fuzz/crashes/<harness>/ (open findings: pass only through
+# the harnesses' tolerance of known issues, so fail with FUZZ_STRICT=1)
+replay() {      # replay <harness> <regress|crashes>
+    local h=$1 kind=$2 bin=$OUT/bin/fuzz_$1 dir=$FUZZ/$2/$1 log f files=()
+
+    if [ -d "$dir" ]; then
+        while IFS= read -r -d '' f; do
+            files+=("$f")
+        done < <(find "$dir" -type f ! -name '.*' -print0 | sort -z)
+    fi
+
+    [ ${#files[@]} -gt 0 ] || return 0
+
+    log=$OUT/logs/$h.$kind.log
+
+    if "$bin" "${files[@]}" > "$log" 2>&1; then
+        echo "fuzz: $h: the ${#files[@]} inputs of fuzz/$kind/$h pass"
+        return 0
+    fi
+
+    f=$(sed -n 's/^Running: //p' "$log" | tail -1)
+    echo "fuzz: $h: FAILED on ${f#$ROOT/}; log: $log" >&2
+    grep -E "invariant broken|ERROR: |runtime error|SUMMARY: " "$log" \
+        | head -3 >&2 || true
+    FAILED+=("$h (input ${f#$ROOT/}, log $log)")
+}
+
+fuzz() {
+    local h=$1 bin=$OUT/bin/fuzz_$1 corpus=$OUT/corpus-$1
+    local art=$OUT/artifacts/$1 log=$OUT/logs/$1.log dict rc crash
+    local opts=()
+
+    mkdir -p "$corpus" "$art"
+
+    # the seeds join what earlier runs found; fuzz/ itself is never written
+    if [ -d "$FUZZ/corpus/$h" ]; then
+        cp -n "$FUZZ/corpus/$h"/* "$corpus"/ 2>/dev/null || true
+    fi
+
+    dict=$FUZZ/dict/$h.dict
+    [ -f "$dict" ] && opts+=(-dict="$dict")
+
+    echo "fuzz: $h: ${FUZZ_SECONDS}s from $(ls "$corpus" | wc -l) inputs"
+
+    rc=0
+    # shellcheck disable=SC2086
+    "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+        -max_len="${MAX_LEN[$h]}" -artifact_prefix="$art/" \
+        -print_final_stats=1 "${opts[@]}" ${FUZZ_ARGS:-} "$corpus" \
+        > "$log" 2>&1 || rc=$?
+
+    SUMMARY+=("$(printf '%-15s %s' "$h" "$(summary "$log")")")
+
+    if [ $rc -ne 0 ]; then
+        crash=$(grep -o "Test unit written to .*" "$log" | tail -1 \
+                | sed 's/Test unit written to //')
+        echo "fuzz: $h: FAILED (exit $rc); input: ${crash:-none saved};" \
+             "log: $log" >&2
+        grep -E "invariant broken|ERROR: |runtime error|SUMMARY: " "$log" \
+            | head -5 >&2 || true
+        FAILED+=("$h (input ${crash:-none saved}, log $log)")
+    fi
+}
+
+# "runs, cov, ft, corpus, exec/s, rss" from libFuzzer's last status line
+summary() {
+    local log=$1 line field out=""
+
+    line=$(grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1 || true)
+    [ -n "$line" ] || line=$(grep -E "^#[0-9]+[[:space:]]" "$log" | tail -1)
+
+    out="runs ${line%%[[:space:]]*}"
+    out="${out/\#/}"
+
+    for field in cov ft corp exec/s rss; do
+        out="$out, $field $(sed -n "s|.* $field: \([^ ]*\).*|\1|p" \
+                                <<< "$line")"
+    done
+
+    echo "$out"
+}
+
+SELECTED=("$@")
+[ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${HARNESSES[@]}")
+
+for h in "${SELECTED[@]}"; do
+    test -f "$FUZZ/fuzz_$h.c" || die "no harness \"$h\" (fuzz/fuzz_$h.c)"
+done
+
+build
+
+[ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
+
+mkdir -p "$OUT/logs"
+
+for h in "${SELECTED[@]}"; do
+    replay "$h" regress
+    replay "$h" crashes
+done
+
+for h in "${SELECTED[@]}"; do
+    fuzz "$h"
+done
+
+echo
+echo "fuzz: ${FUZZ_SECONDS}s a harness:"
+printf '  %s\n' "${SUMMARY[@]}"
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo >&2
+    echo "fuzz: FAILED:" >&2
+    printf '  %s\n' "${FAILED[@]}" >&2
+    exit 1
+fi
+
+echo "fuzz: no crash"
