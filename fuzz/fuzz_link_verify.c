@@ -193,8 +193,8 @@ fuzz_link_sane(ngx_http_upload_link_t *link)
 
     fuzz_check(link->exp > FUZZ_NOW && link->exp <= 100000000000LL,
                "a verified link: expired, or \"exp\" out of range");
-    fuzz_check(link->max_size >= 0 && link->max_size <= 9000000000000000LL,
-               "a verified link: max_size out of range");
+    fuzz_check(link->max_size >= 0 && link->max_size <= 1000000000000000LL,
+               "a verified link: max_size out of range (0 to 10^15)");
     fuzz_check(link->max_files >= 1 && link->max_files <= 1000000,
                "a verified link: max_files out of range");
 }

@@ -17,6 +17,7 @@
 #   FUZZ_SECONDS     how long each harness runs (60)
 #   FUZZ_CC          the compiler (clang-14, else clang)
 #   FUZZ_ARGS        more libFuzzer options, e.g. "-jobs=2 -workers=2"
+#   FUZZ_JOBS        compilers at a time (2)
 #   FUZZ_BUILD_ONLY  1: build, run nothing
 #   FUZZ_STRICT      1: no tolerance for the known issues (README.md)
 #   NGX_CORE_SRC     an nginx source tree of the packaged version, instead
@@ -25,7 +26,7 @@
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 FUZZ=$ROOT/fuzz
 OUT=$ROOT/build/fuzz
 NGX_SRC=/usr/share/nginx/src
@@ -43,19 +44,11 @@ declare -A MAX_LEN=(
     [complete]=16384
 )
 
-# the nginx core files the module's code calls into, and their SHA-256 in
-# the nginx release Debian 12 packages (nginx-dev has the headers only)
+# the nginx core files the module's code calls into (nginx-dev has the
+# headers only); fuzz/nginx-core-<version>.sha256 has their checksums
 NGX_CORE_FILES=(src/core/ngx_string.c src/core/ngx_palloc.c
                 src/core/ngx_array.c src/core/ngx_list.c
                 src/os/unix/ngx_alloc.c)
-
-declare -A NGX_CORE_SHA256_1_22_1=(
-    [src/core/ngx_string.c]=687b40d83d6136a66d810d4637da63cc2ad0b9ffbe67a3b355291370feccc95d
-    [src/core/ngx_palloc.c]=90b5102326963fc75a9d9a204ee5852115934f2cddbeedc44b64eb3ec78f422b
-    [src/core/ngx_array.c]=930cc75949dd3c4106ac9d1f6224e1e5733142f9d72bd66040b830ec9ccfe2fc
-    [src/core/ngx_list.c]=b27bef48cfa4f1dba7eb7a96a0cb930c59df42ba0819342f287c99e604e795b3
-    [src/os/unix/ngx_alloc.c]=2e3a89e84045d241241b7333e481bf471c3741ac955283c01953ad4103844779
-)
 
 
 die() {
@@ -97,14 +90,15 @@ mkdir -p "$OUT"
 # the nginx core sources: NGX_CORE_SRC, or the release tarball (kept)
 
 ngx_core_fetch() {
-    local dir=$OUT/nginx-$NGX_VERSION tgz url f
+    local dir=$OUT/nginx-$NGX_VERSION tgz url f sums
 
     if [ -n "${NGX_CORE_SRC:-}" ]; then
         dir=$NGX_CORE_SRC
 
     elif [ ! -f "$dir/.complete" ]; then
         tgz=$OUT/nginx-$NGX_VERSION.tar.gz
-        url=${NGX_TARBALL_URL:-https://nginx.org/download/nginx-$NGX_VERSION.tar.gz}
+        url=https://nginx.org/download/nginx-$NGX_VERSION.tar.gz
+        url=${NGX_TARBALL_URL:-$url}
 
         if [ ! -s "$tgz" ]; then
             echo "fuzz: downloading $url" >&2
@@ -130,15 +124,15 @@ ngx_core_fetch() {
     done
 
     # a tree of one's own may carry patches: only the download must match
-    if [ "$NGX_VERSION" != 1.22.1 ]; then
+    sums=$FUZZ/nginx-core-$NGX_VERSION.sha256
+
+    if [ ! -f "$sums" ]; then
         echo "fuzz: warning: no checksums known for nginx $NGX_VERSION" >&2
 
-    elif ! for f in "${NGX_CORE_FILES[@]}"; do
-               echo "${NGX_CORE_SHA256_1_22_1[$f]}  $dir/$f"
-           done | sha256sum --quiet -c - >&2
-    then
+    elif ! (cd "$dir" && sha256sum --quiet -c "$sums" >&2); then
         [ -n "${NGX_CORE_SRC:-}" ] \
-            || die "the nginx core files in $dir are not the released ones"
+            || die "the nginx core files in $dir are not the released" \
+                   "ones (remove $dir* to download again)"
         echo "fuzz: warning: $dir differs from nginx $NGX_VERSION" >&2
     fi
 
@@ -160,9 +154,8 @@ INCS=(-I $NGX_SRC/src/core -I $NGX_SRC/src/event
 
 LIBS=(-lcjson -lhiredis -lcrypto -lpthread)
 
-# a change of flags or of a header rebuilds everything
+# a change of flags, of nginx source tree or of a header rebuilds everything
 STAMP=$OUT/obj/.flags
-FLAGS_NOW="$CC ${CFLAGS[*]} ${INCS[*]}"
 HEADERS=("$ROOT"/src/*.h "$FUZZ"/fuzz.h "$NGX_BUILD"/ngx_auto_config.h
          "$NGX_BUILD"/ngx_http_upload_page.h)
 
@@ -193,36 +186,44 @@ included() {
     sed -n 's|^#include "\.\./src/\(.*\)\.c"$|\1|p' "$FUZZ/fuzz_$1.c"
 }
 
+# at most FUZZ_JOBS (2) compilers at a time: the machine may be shared
+spawn() {
+    "$@" &
+    PIDS+=($!)
+
+    if [ ${#PIDS[@]} -ge "${FUZZ_JOBS:-2}" ]; then
+        wait "${PIDS[0]}" || FAILED_BUILD=1
+        PIDS=("${PIDS[@]:1}")
+    fi
+}
+
 build() {
-    local h f o objs inc strict pids=() failed=0
+    local h f o objs inc strict
+
+    PIDS=()
+    FAILED_BUILD=0
 
     ngx_core_fetch
 
     mkdir -p "$OUT/obj/core" "$OUT/obj/src" "$OUT/obj/fuzz" "$OUT/bin"
 
-    if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$FLAGS_NOW" ]; then
-        echo "$FLAGS_NOW" > "$STAMP"
+    f="$CC ${CFLAGS[*]} ${INCS[*]} $NGX_CORE"
+    if [ "$(cat "$STAMP" 2>/dev/null)" != "$f" ]; then
+        echo "$f" > "$STAMP"
     fi
 
     echo "fuzz: building with $CC"
 
-    # two at a time: the machine is shared
     for f in "${NGX_CORE_FILES[@]}"; do
-        compile "$NGX_CORE/$f" "$OUT/obj/core/$(basename "$f" .c).o" &
-        pids+=($!)
+        spawn compile "$NGX_CORE/$f" "$OUT/obj/core/$(basename "$f" .c).o"
     done
 
     for f in "$ROOT"/src/*.c; do
-        compile "$f" "$OUT/obj/src/$(basename "$f" .c).o" &
-        pids+=($!)
-        if [ ${#pids[@]} -ge 2 ]; then
-            wait "${pids[0]}" || failed=1
-            pids=("${pids[@]:1}")
-        fi
+        spawn compile "$f" "$OUT/obj/src/$(basename "$f" .c).o"
     done
 
     for f in "$FUZZ"/fuzz_common.c "$FUZZ"/stubs.c; do
-        compile "$f" "$OUT/obj/fuzz/$(basename "$f" .c).o" || failed=1
+        spawn compile "$f" "$OUT/obj/fuzz/$(basename "$f" .c).o"
     done
 
     # FUZZ_STRICT is the harnesses' own: a change rebuilds them alone
@@ -235,32 +236,27 @@ build() {
     fi
 
     for h in "${SELECTED[@]}"; do
-        # a harness that includes a src file: any of them may matter
+        # a harness that includes a src file depends on what that includes
         o=$OUT/obj/fuzz/fuzz_$h.o
-        if [ -f "$o" ]; then
+        if [ -f "$o" ] && [ -n "$(included "$h")" ]; then
             for f in "$ROOT"/src/*.c; do
                 [ "$f" -nt "$o" ] && rm -f "$o" && break
             done
         fi
-        compile "$FUZZ/fuzz_$h.c" "$o" "$strict" &
-        pids+=($!)
-        if [ ${#pids[@]} -ge 2 ]; then
-            wait "${pids[0]}" || failed=1
-            pids=("${pids[@]:1}")
-        fi
+        spawn compile "$FUZZ/fuzz_$h.c" "$o" "$strict"
     done
 
-    for f in "${pids[@]}"; do
-        wait "$f" || failed=1
+    for f in "${PIDS[@]}"; do
+        wait "$f" || FAILED_BUILD=1
     done
 
-    [ $failed = 0 ] || die "the build failed"
+    [ $FAILED_BUILD = 0 ] || die "the build failed"
 
     for h in "${SELECTED[@]}"; do
         inc=$(included "$h")
         objs=()
         for f in "$OUT"/obj/src/*.o; do
-            [ -n "$inc" ] && [ "$(basename "$f" .o)" = "$inc" ] && continue
+            [ "$(basename "$f" .o)" = "$inc" ] && continue
             objs+=("$f")
         done
 
@@ -339,18 +335,19 @@ fuzz() {
 
     echo "fuzz: $h: ${FUZZ_SECONDS}s from $(ls "$corpus" | wc -l) inputs"
 
+    # in build/fuzz/logs: -jobs writes its fuzz-<n>.log files where it runs
     rc=0
     # shellcheck disable=SC2086
-    "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
-        -max_len="${MAX_LEN[$h]}" -artifact_prefix="$art/" \
-        -print_final_stats=1 "${opts[@]}" ${FUZZ_ARGS:-} "$corpus" \
-        > "$log" 2>&1 || rc=$?
+    (cd "$OUT/logs" \
+     && "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+            -rss_limit_mb=2048 -max_len="${MAX_LEN[$h]}" \
+            -artifact_prefix="$art/" -print_final_stats=1 "${opts[@]}" \
+            ${FUZZ_ARGS:-} "$corpus") > "$log" 2>&1 || rc=$?
 
     SUMMARY+=("$(printf '%-15s %s' "$h" "$(summary "$log")")")
 
     if [ $rc -ne 0 ]; then
-        crash=$(grep -o "Test unit written to .*" "$log" | tail -1 \
-                | sed 's/Test unit written to //')
+        crash=$(sed -n 's/.*Test unit written to //p' "$log" | tail -1)
         echo "fuzz: $h: FAILED (exit $rc); input: ${crash:-none saved};" \
              "log: $log" >&2
         grep -E "invariant broken|ERROR: |runtime error|SUMMARY: " "$log" \
@@ -364,7 +361,13 @@ summary() {
     local log=$1 line field out=""
 
     line=$(grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1 || true)
-    [ -n "$line" ] || line=$(grep -E "^#[0-9]+[[:space:]]" "$log" | tail -1)
+    [ -n "$line" ] \
+        || line=$(grep -E "^#[0-9]+[[:space:]]" "$log" | tail -1 || true)
+
+    if [ -z "$line" ]; then
+        echo "stopped before its first status line"
+        return
+    fi
 
     out="runs ${line%%[[:space:]]*}"
     out="${out/\#/}"

@@ -270,36 +270,34 @@ done:
 }
 
 
-/* a key prefix: at most a key's length, UTF-8, no control or backslash */
+/*
+ * A key prefix is valid when some key can start with it: the prefix and
+ * one more character make a valid key (no leading "/", no empty, "." or
+ * ".." segment, UTF-8, a key's lengths).
+ */
 
 static ngx_int_t
 ngx_http_upload_link_prefix_valid(ngx_str_t *prefix)
 {
-    u_char  *p, *last;
+    u_char       buf[NGX_HTTP_UPLOAD_KEY_MAX + 1];
+    ngx_str_t    key;
+    const char  *reason;
 
-    if (prefix->len > NGX_HTTP_UPLOAD_KEY_MAX) {
+    if (prefix->len == 0) {
+        return NGX_OK;
+    }
+
+    if (prefix->len >= NGX_HTTP_UPLOAD_KEY_MAX) {
         return NGX_DECLINED;
     }
 
-    p = prefix->data;
-    last = p + prefix->len;
+    ngx_memcpy(buf, prefix->data, prefix->len);
+    buf[prefix->len] = 'x';
 
-    while (p < last) {
-        if (*p < 0x20 || *p == 0x7f || *p == '\\') {
-            return NGX_DECLINED;
-        }
+    key.data = buf;
+    key.len = prefix->len + 1;
 
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-
-        if (ngx_utf8_decode(&p, last - p) > 0x10ffff) {
-            return NGX_DECLINED;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_http_upload_validate_key(&key, &reason);
 }
 
 
@@ -1092,8 +1090,7 @@ ngx_http_upload_link_mint_body(ngx_http_upload_ctx_t *ctx)
         link.prefix.data = (u_char *) prefix->valuestring;
 
         if (ngx_http_upload_link_prefix_valid(&link.prefix) != NGX_OK) {
-            message = "\"prefix\" must be at most 1024 bytes of UTF-8 "
-                      "without control characters or backslashes";
+            message = "\"prefix\" must be the start of a valid key";
         }
     }
 
