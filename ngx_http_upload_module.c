@@ -30,6 +30,8 @@ static char *ngx_http_upload_link_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_upload_link(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_upload_set_handler(ngx_conf_t *cf,
+    ngx_http_handler_pt handler);
 static char *ngx_http_upload_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_upload_hash(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -522,8 +524,7 @@ ngx_http_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_upload_loc_conf_t *ulcf = conf;
 
-    char                      *rv;
-    ngx_http_core_loc_conf_t  *clcf;
+    char  *rv;
 
     rv = ngx_conf_set_flag_slot(cf, cmd, conf);
     if (rv != NGX_CONF_OK) {
@@ -534,9 +535,22 @@ ngx_http_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    return ngx_http_upload_set_handler(cf, ngx_http_upload_handler);
+}
 
-    /* the object key is the part of the URI after the location's prefix */
+
+/*
+ * upload, upload_register, upload_link: the location's content handler.
+ * What follows the location's prefix in the URI is the key, app id or
+ * token, so the location must be a prefix one.
+ */
+
+static char *
+ngx_http_upload_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
 #if (NGX_PCRE)
     if (clcf->regex) {
@@ -548,7 +562,7 @@ ngx_http_upload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "cannot be used in a named location";
     }
 
-    clcf->handler = ngx_http_upload_handler;
+    clcf->handler = handler;
 
     return NGX_CONF_OK;
 }
@@ -561,8 +575,7 @@ ngx_http_upload_register(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_upload_loc_conf_t *ulcf = conf;
 
-    char                      *rv;
-    ngx_http_core_loc_conf_t  *clcf;
+    char  *rv;
 
     rv = ngx_conf_set_flag_slot(cf, cmd, conf);
     if (rv != NGX_CONF_OK) {
@@ -573,21 +586,7 @@ ngx_http_upload_register(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-#if (NGX_PCRE)
-    if (clcf->regex) {
-        return "cannot be used in a regex location";
-    }
-#endif
-
-    if (clcf->named) {
-        return "cannot be used in a named location";
-    }
-
-    clcf->handler = ngx_http_upload_app_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_upload_set_handler(cf, ngx_http_upload_app_handler);
 }
 
 
@@ -697,8 +696,7 @@ ngx_http_upload_link(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_upload_loc_conf_t *ulcf = conf;
 
-    char                      *rv;
-    ngx_http_core_loc_conf_t  *clcf;
+    char  *rv;
 
     rv = ngx_conf_set_flag_slot(cf, cmd, conf);
     if (rv != NGX_CONF_OK) {
@@ -709,21 +707,7 @@ ngx_http_upload_link(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-#if (NGX_PCRE)
-    if (clcf->regex) {
-        return "cannot be used in a regex location";
-    }
-#endif
-
-    if (clcf->named) {
-        return "cannot be used in a named location";
-    }
-
-    clcf->handler = ngx_http_upload_link_handler;
-
-    return NGX_CONF_OK;
+    return ngx_http_upload_set_handler(cf, ngx_http_upload_link_handler);
 }
 
 

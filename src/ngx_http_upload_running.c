@@ -76,8 +76,6 @@ static void ngx_http_upload_running_hashed(ngx_event_t *ev);
 static void ngx_http_upload_running_put(ngx_http_upload_running_t *run);
 static void ngx_http_upload_running_stored(ngx_http_request_t *r, void *data,
     redisReply *reply);
-static ngx_int_t ngx_http_upload_running_copy(ngx_pool_t *pool,
-    ngx_str_t *dst, redisReply *src);
 
 
 static const char  ngx_http_upload_running_nkeys[] =
@@ -284,7 +282,7 @@ ngx_http_upload_running_taken(ngx_http_request_t *r, void *data,
     run->records = ngx_palloc(run->pool, recs->elements * sizeof(ngx_str_t));
 
     if (run->from < 0 || run->records == NULL
-        || ngx_http_upload_running_copy(run->pool, &run->state,
+        || ngx_http_upload_copy(run->pool, &run->state,
                                         reply->element[1])
            != NGX_OK
         || ngx_http_upload_running_load(&run->sha, &run->state) != NGX_OK
@@ -296,7 +294,7 @@ ngx_http_upload_running_taken(ngx_http_request_t *r, void *data,
     }
 
     for (i = 0; i < recs->elements; i++) {
-        if (ngx_http_upload_running_copy(run->pool, &run->records[i],
+        if (ngx_http_upload_copy(run->pool, &run->records[i],
                                          recs->element[i])
             != NGX_OK)
         {
@@ -484,27 +482,6 @@ ngx_http_upload_running_stored(ngx_http_request_t *r, void *data,
     }
 
     ngx_destroy_pool(run->pool);
-}
-
-
-static ngx_int_t
-ngx_http_upload_running_copy(ngx_pool_t *pool, ngx_str_t *dst,
-    redisReply *src)
-{
-    if (src->type != REDIS_REPLY_STRING) {
-        return NGX_ERROR;
-    }
-
-    dst->len = src->len;
-    dst->data = ngx_pnalloc(pool, src->len + 1);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, src->str, src->len);
-    dst->data[src->len] = '\0';
-
-    return NGX_OK;
 }
 
 

@@ -72,8 +72,6 @@ static ngx_int_t ngx_http_upload_session_fields(ngx_pool_t *pool,
     ngx_http_upload_session_t *session, redisReply *hash);
 static ngx_int_t ngx_http_upload_session_parts(ngx_pool_t *pool,
     ngx_array_t *parts, redisReply *hash);
-static ngx_int_t ngx_http_upload_copy(ngx_pool_t *pool, ngx_str_t *dst,
-    redisReply *src);
 static int ngx_libc_cdecl ngx_http_upload_part_cmp(const void *one,
     const void *two);
 
@@ -1022,7 +1020,9 @@ ngx_http_upload_part_cmp(const void *one, const void *two)
 }
 
 
-static ngx_int_t
+/* a Redis string reply into the pool, NUL-terminated */
+
+ngx_int_t
 ngx_http_upload_copy(ngx_pool_t *pool, ngx_str_t *dst, redisReply *src)
 {
     if (src->type != REDIS_REPLY_STRING) {

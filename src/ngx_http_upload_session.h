@@ -101,6 +101,8 @@ typedef void (*ngx_http_upload_session_handler_pt)(ngx_http_request_t *r,
     ngx_int_t status);
 
 
+ngx_int_t ngx_http_upload_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    redisReply *src);
 ngx_int_t ngx_http_upload_session_new_id(ngx_pool_t *pool, ngx_str_t *id);
 ngx_int_t ngx_http_upload_session_valid_id(ngx_str_t *id);
 
