@@ -81,14 +81,19 @@ test-valgrind: deps
 	TEST_NGINX_USE_VALGRIND=1 TEST_NGINX_TIMEOUT=$${TEST_NGINX_TIMEOUT:-20} \
 	    bash scripts/test.sh $(T)
 
-# Needs what `make deps` installs, plus wrk (and node and npm for the tus
-# baseline); about 10 minutes on 2 vCPUs.  BENCHES and ROUNDS (3) choose
+# Installs what `make deps` does, plus wrk (and node and npm for the tus
+# baseline); about 15 minutes on 2 vCPUs.  BENCHES and ROUNDS (3) choose
 # what runs: see bench/all.sh.
 bench:
+	bash scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
 	bash bench/all.sh
 
-# clang-14 and libfuzzer-14-dev; outputs in build/fuzz (fuzz/README.md)
+# clang-14 and its runtimes (installed by scripts/deps.sh fuzz); outputs in
+# build/fuzz (fuzz/README.md)
 fuzz:
+	bash scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(NGX_BUILD)/Makefile
 	bash fuzz/run.sh
 
 clean: stop

@@ -21,7 +21,8 @@
 #   FUZZ_BUILD_ONLY  1: build, run nothing
 #   FUZZ_STRICT      1: no tolerance for the known issues (README.md)
 #   NGX_CORE_SRC     an nginx source tree of the packaged version, instead
-#                    of downloading its release tarball from nginx.org
+#                    of downloading its release tarball (from Debian's
+#                    source archive, else from nginx.org)
 #   NGX_TARBALL_URL  where that tarball is (a mirror, a file:// URL)
 
 set -euo pipefail
@@ -87,28 +88,113 @@ NGX_VERSION=$(sed -n 's/^#define NGINX_VERSION *"\(.*\)"/\1/p' \
 mkdir -p "$OUT"
 
 
-# the nginx core sources: NGX_CORE_SRC, or the release tarball (kept)
+# the nginx core sources: NGX_CORE_SRC, or the release tarball (kept), from
+# Debian's source archive (the orig tarball of the packaged nginx is the
+# release tarball) or else from nginx.org
+
+# Debian's deb-src entries beside the machine's own deb ones, in a private
+# apt state under build/fuzz/apt: the machine's apt configuration is never
+# touched, and no root is needed
+debian_sources() {      # debian_sources <file>
+    local f
+
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        # deb822 stanzas of Debian's own archives, as deb-src
+        awk 'BEGIN { RS = ""; ORS = "\n\n" }
+             /URIs:[^\n]*debian/ && /Types:[^\n]*deb/ {
+                 sub(/Types:[^\n]*/, "Types: deb-src"); print }' "$f"
+    done > "$1"
+
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        sed -n 's/^deb \(.*debian.*\)/deb-src \1/p' "$f"
+    done > "${1%.sources}.list"
+}
+
+# the orig tarball of the packaged nginx, its checksum checked against the
+# one in Debian's signed Sources index
+ngx_debian_fetch() {    # ngx_debian_fetch <tarball>
+    local apt=$OUT/apt version lines line url sha got
+    local opts=(-o Dir::Etc::SourceParts="$apt/sources"
+                -o Dir::Etc::SourceList="$apt/sources/debian.list"
+                -o Dir::State::Lists="$apt/lists"
+                -o Dir::Cache="$apt/cache"
+                -o APT::Sandbox::User="$(id -un)"
+                -o Debug::NoLocking=1)
+
+    command -v apt-get >/dev/null || return 1
+
+    rm -rf "$apt"
+    mkdir -p "$apt/sources" "$apt/lists/partial" "$apt/cache/archives/partial" \
+             "$apt/dl"
+    debian_sources "$apt/sources/debian.sources"
+
+    [ -s "$apt/sources/debian.sources" ] \
+        || [ -s "$apt/sources/debian.list" ] || return 1
+
+    echo "fuzz: fetching Debian's nginx source index" >&2
+    apt-get "${opts[@]}" -qq update >&2 || return 1
+
+    # the packaged version first, then the newest: every Debian version of
+    # the same upstream release has the same orig tarball
+    version=$(dpkg-query -W -f='${Version}' nginx-dev 2>/dev/null || true)
+    lines=$(cd "$apt/dl" \
+            && for v in ${version:+"=$version"} ""; do
+                   apt-get "${opts[@]}" -qq --print-uris source "nginx$v" \
+                       2>/dev/null || true
+               done | grep -F " nginx_$NGX_VERSION.orig.tar.gz ") || return 1
+
+    while IFS= read -r line; do
+        url=$(sed "s/^'\([^']*\)'.*/\1/" <<< "$line")
+        sha=$(sed -n 's/.* SHA256:\([0-9a-f]\{64\}\).*/\1/p' <<< "$line")
+        [ -n "$url" ] && [ -n "$sha" ] || continue
+
+        echo "fuzz: downloading $url" >&2
+        curl -fsSL -o "$1.part" "$url" || continue
+
+        got=$(sha256sum "$1.part" | cut -d' ' -f1)
+        if [ "$got" = "$sha" ]; then
+            mv "$1.part" "$1"
+            return 0
+        fi
+
+        echo "fuzz: $url: sha256 $got, Debian's index says $sha" >&2
+        rm -f "$1.part"
+    done <<< "$lines"
+
+    return 1
+}
+
+ngx_release_fetch() {   # ngx_release_fetch <tarball>
+    local url=https://nginx.org/download/nginx-$NGX_VERSION.tar.gz
+
+    url=${NGX_TARBALL_URL:-$url}
+    echo "fuzz: downloading $url" >&2
+
+    if command -v curl >/dev/null; then
+        curl -fsSL -o "$1.part" "$url"
+    else
+        wget -q -O "$1.part" "$url"
+    fi || return 1
+
+    mv "$1.part" "$1"
+}
 
 ngx_core_fetch() {
-    local dir=$OUT/nginx-$NGX_VERSION tgz url f sums
+    local dir=$OUT/nginx-$NGX_VERSION tgz f sums
 
     if [ -n "${NGX_CORE_SRC:-}" ]; then
         dir=$NGX_CORE_SRC
 
     elif [ ! -f "$dir/.complete" ]; then
         tgz=$OUT/nginx-$NGX_VERSION.tar.gz
-        url=https://nginx.org/download/nginx-$NGX_VERSION.tar.gz
-        url=${NGX_TARBALL_URL:-$url}
 
         if [ ! -s "$tgz" ]; then
-            echo "fuzz: downloading $url" >&2
-            if command -v curl >/dev/null; then
-                curl -fsSL -o "$tgz.part" "$url"
-            else
-                wget -q -O "$tgz.part" "$url"
-            fi || die "cannot download $url; set NGX_CORE_SRC to an nginx" \
-                      "$NGX_VERSION source tree"
-            mv "$tgz.part" "$tgz"
+            { [ -z "${NGX_TARBALL_URL:-}" ] && ngx_debian_fetch "$tgz"; } \
+                || ngx_release_fetch "$tgz" \
+                || die "cannot download nginx $NGX_VERSION's source; set" \
+                       "NGX_CORE_SRC to an nginx $NGX_VERSION source tree"
         fi
 
         rm -rf "$dir"

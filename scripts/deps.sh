@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building, running and testing the module
 # need, and does nothing (no network) when they are all there already.
+#
+#   scripts/deps.sh             build, run, test (make deps)
+#   scripts/deps.sh fuzz        and the fuzzers' compiler (make fuzz)
+#   scripts/deps.sh bench       and the benchmarks' load tools (make bench)
 set -euo pipefail
 
 packages=(
@@ -9,6 +13,19 @@ packages=(
     libipc-run-perl liburi-perl libwww-perl liblist-moreutils-perl
     libtest-longstring-perl valgrind nghttp2-client openssl python3
 )
+
+for group in "$@"; do
+    case $group in
+    # libFuzzer and the sanitizers' runtimes; llvm-14 has llvm-symbolizer
+    fuzz)  packages+=(clang-14 libclang-rt-14-dev llvm-14) ;;
+    # node and npm for the tus baseline, unless a node is there already
+    bench) packages+=(wrk)
+           command -v node >/dev/null && command -v npm >/dev/null \
+               || packages+=(nodejs npm) ;;
+    *)     echo "deps: unknown group \"$group\" (fuzz, bench)" >&2
+           exit 2 ;;
+    esac
+done
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]
