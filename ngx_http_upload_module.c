@@ -132,6 +132,13 @@ static ngx_command_t  ngx_http_upload_commands[] = {
       offsetof(ngx_http_upload_loc_conf_t, session_ttl),
       NULL },
 
+    { ngx_string("upload_complete_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_upload_loc_conf_t, complete_lease),
+      NULL },
+
     { ngx_string("upload_sweep_interval"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -334,6 +341,7 @@ ngx_http_upload_create_loc_conf(ngx_conf_t *cf)
     conf->max_parts = NGX_CONF_UNSET_UINT;
     conf->session_ttl = NGX_CONF_UNSET;
     conf->sweep_interval = NGX_CONF_UNSET_MSEC;
+    conf->complete_lease = NGX_CONF_UNSET_MSEC;
     conf->fsync = NGX_CONF_UNSET;
     conf->hashes = NGX_CONF_UNSET_UINT;
     conf->dedup = NGX_CONF_UNSET_UINT;
@@ -375,6 +383,14 @@ ngx_http_upload_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->session_ttl, prev->session_ttl, 86400);
     ngx_conf_merge_msec_value(conf->sweep_interval, prev->sweep_interval,
                               600000);
+    ngx_conf_merge_msec_value(conf->complete_lease, prev->complete_lease,
+                              20000);
+
+    if (conf->complete_lease < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"upload_complete_lease\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->max_parts == 0 || conf->max_parts > 100000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

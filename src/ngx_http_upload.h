@@ -70,6 +70,7 @@ typedef struct {
     ngx_uint_t                    max_parts;
     time_t                        session_ttl;
     ngx_msec_t                    sweep_interval;
+    ngx_msec_t                    complete_lease;
     ngx_flag_t                    fsync;
     ngx_uint_t                    hashes;
     ngx_uint_t                    dedup;
@@ -255,6 +256,8 @@ struct ngx_http_upload_ctx_s {
     ngx_uint_t                    part_number;
     ngx_str_t                     slot;      /* a part's claim token */
     ngx_str_t                     slot_key;  /* the claims' Redis key */
+    ngx_str_t                     fence_key; /* a complete's lease: the */
+    ngx_str_t                     fence;     /* record needs its token */
 
     /* the commit steps after the body: fsync, record, rename */
     void                        (*step_work)(ngx_http_upload_ctx_t *ctx);

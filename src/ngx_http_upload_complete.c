@@ -52,6 +52,7 @@ static void ngx_http_upload_complete_begin(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx,
     ngx_int_t status);
 static void ngx_http_upload_complete_retry(ngx_event_t *ev);
+static void ngx_http_upload_complete_lease(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_complete_cleanup(void *data);
 static ngx_int_t ngx_http_upload_complete_check(ngx_http_upload_ctx_t *ctx,
     const char **code, const char **message);
@@ -134,6 +135,10 @@ ngx_http_upload_complete_cleanup(void *data)
 
     if (cp->retry.timer_set) {
         ngx_del_timer(&cp->retry);
+    }
+
+    if (cp->renew.timer_set) {
+        ngx_del_timer(&cp->renew);
     }
 
     if (cp->began && !cp->closed) {
@@ -376,6 +381,7 @@ ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx, ngx_int_t status)
 
     case NGX_OK:
         cp->began = 1;
+        ngx_http_upload_complete_lease(ctx);
         break;
 
     case NGX_DONE:
@@ -442,6 +448,39 @@ ngx_http_upload_complete_retry(ngx_event_t *ev)
 
     ngx_http_upload_finalize(r, rc);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The session is ours while the lease is: renewed on a timer, and the
+ * object is recorded only if the lease is still ours (the fence), so that
+ * a complete taken over while it was cut off from Redis stores nothing.
+ */
+
+static void
+ngx_http_upload_complete_lease(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_http_request_t          *r;
+    ngx_http_upload_complete_t  *cp;
+
+    r = ctx->request;
+    cp = ctx->complete;
+
+    if (cp->taken_over) {
+        ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                      "upload: the complete of upload \"%V\" takes over "
+                      "from an earlier one whose lease lapsed",
+                      &((ngx_http_upload_session_t *) ctx->session)->id);
+    }
+
+    ctx->fence_key = cp->keys[7];
+    ctx->fence = cp->lease;
+
+    cp->renew.handler = ngx_http_upload_session_renew;
+    cp->renew.data = ctx;
+    cp->renew.log = r->connection->log;
+
+    ngx_add_timer(&cp->renew, ctx->conf->complete_lease / 3);
 }
 
 

@@ -42,8 +42,15 @@ static void ngx_http_upload_object_remove_dirs(ngx_http_request_t *r,
     ngx_str_t *path, size_t keep);
 
 
-/* replace the whole record: a field the new upload lacks must not linger */
+/*
+ * Replace the whole record: a field the new upload lacks must not linger.
+ * A complete's record is fenced by its lease (KEYS[2], ARGV[7]): {0} when
+ * another complete took its session over.
+ */
 static const char  ngx_http_upload_save_script[] =
+    "if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[7] then "
+    "  return 0 "
+    "end "
     "redis.call('DEL', KEYS[1]) "
     "redis.call('HSET', KEYS[1], 'size', ARGV[1], 'md5', ARGV[2], "
                "'sha1', ARGV[3], 'sha256', ARGV[4], 'etag', ARGV[5], "
@@ -143,9 +150,10 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     void (*saved)(ngx_http_upload_ctx_t *ctx))
 {
     u_char                    *p;
-    size_t                     argvlen[10];
+    size_t                     argvlen[12];
     ngx_str_t                  rkey;
-    const char                *argv[10];
+    ngx_uint_t                 n;
+    const char                *argv[12];
     ngx_http_request_t        *r;
     ngx_http_upload_object_t   obj;
 
@@ -167,34 +175,48 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     argvlen[0] = sizeof("EVAL") - 1;
     argv[1] = ngx_http_upload_save_script;
     argvlen[1] = sizeof(ngx_http_upload_save_script) - 1;
-    argv[2] = "1";
+    argv[2] = ctx->fence.len ? "2" : "1";
     argvlen[2] = 1;
     argv[3] = (char *) rkey.data;
     argvlen[3] = rkey.len;
 
-    argv[4] = (char *) p;
+    n = 4;
+
+    if (ctx->fence.len) {
+        argv[n] = (char *) ctx->fence_key.data;
+        argvlen[n++] = ctx->fence_key.len;
+    }
+
+    argv[n] = (char *) p;
     p = ngx_sprintf(p, "%O", ctx->size);
-    argvlen[4] = p - (u_char *) argv[4];
+    argvlen[n] = p - (u_char *) argv[n];
+    n++;
 
     /* not computed: an empty field */
-    argv[5] = obj.md5.len ? (char *) obj.md5.data : "";
-    argvlen[5] = obj.md5.len;
-    argv[6] = obj.sha1.len ? (char *) obj.sha1.data : "";
-    argvlen[6] = obj.sha1.len;
-    argv[7] = (char *) obj.sha256.data;
-    argvlen[7] = obj.sha256.len;
+    argv[n] = obj.md5.len ? (char *) obj.md5.data : "";
+    argvlen[n++] = obj.md5.len;
+    argv[n] = obj.sha1.len ? (char *) obj.sha1.data : "";
+    argvlen[n++] = obj.sha1.len;
+    argv[n] = (char *) obj.sha256.data;
+    argvlen[n++] = obj.sha256.len;
 
-    argv[8] = obj.etag.len ? (char *) obj.etag.data : "";
-    argvlen[8] = obj.etag.len;
+    argv[n] = obj.etag.len ? (char *) obj.etag.data : "";
+    argvlen[n++] = obj.etag.len;
 
-    argv[9] = (char *) p;
+    argv[n] = (char *) p;
     p = ngx_sprintf(p, "%T", ngx_time());
-    argvlen[9] = p - (u_char *) argv[9];
+    argvlen[n] = p - (u_char *) argv[n];
+    n++;
+
+    if (ctx->fence.len) {
+        argv[n] = (char *) ctx->fence.data;
+        argvlen[n++] = ctx->fence.len;
+    }
 
     ctx->redis_done = saved;
 
     return ngx_http_upload_object_command(r, ngx_http_upload_object_saved,
-                                          ctx, 10, argv, argvlen);
+                                          ctx, n, argv, argvlen);
 }
 
 
@@ -212,6 +234,19 @@ ngx_http_upload_object_saved(ngx_http_request_t *r, void *data,
         }
 
         ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "upload: \"%V/%V\" not recorded: its complete lost "
+                      "its lease to another one", &ctx->app, &ctx->key);
+
+        ngx_http_finalize_request(r, ngx_http_upload_send_error(r,
+                                         NGX_HTTP_CONFLICT,
+                                         "OperationAborted",
+                                         "another complete of this upload "
+                                         "took it over"));
         return;
     }
 

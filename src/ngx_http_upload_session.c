@@ -63,6 +63,10 @@ static void ngx_http_upload_session_begun(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_finished(ngx_http_request_t *r,
     void *data, redisReply *reply);
+static void ngx_http_upload_session_renewed(ngx_http_request_t *r,
+    void *data, redisReply *reply);
+static void ngx_http_upload_session_detached(ngx_http_upload_ctx_t *ctx,
+    u_char *lost, int argc, const char **argv, const size_t *argvlen);
 static void ngx_http_upload_session_ignore(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static ngx_int_t ngx_http_upload_session_redis(ngx_http_request_t *r,
@@ -108,14 +112,16 @@ static const char  ngx_http_upload_load_script[] =
 static const char  ngx_http_upload_abort_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
     "if s[1] ~= ARGV[1] then return false end "
-    "if s[2] == 'completing' then return 0 end "
+    "if s[2] == 'completing' and redis.call('EXISTS', KEYS[8]) == 1 then "
+    "  return 0 "
+    "end "
     "local files = redis.call('HVALS', KEYS[2]) "
     "local m = redis.call('HGET', KEYS[1], 'sha256') "
     "if m and m ~= '' "
     "   and redis.call('HGET', KEYS[7], m .. ':' .. ARGV[1]) == ARGV[2] then "
     "  redis.call('HDEL', KEYS[7], m .. ':' .. ARGV[1]) "
     "end "
-    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6]) "
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[8]) "
     "redis.call('ZREM', KEYS[3], ARGV[2]) "
     "return files";
 
@@ -203,6 +209,12 @@ static const char  ngx_http_upload_release_script[] =
  * reach of further parts ("completing") and handed over with its parts
  * and the number of parts still being written in place.  The running
  * SHA-256 stops: the complete goes on from where it got.
+ *
+ * A complete holds the session by a lease (KEYS[8], its token, expiring
+ * after upload_complete_lease unless renewed): a complete whose worker
+ * died, or that could not give the session back because Redis was away,
+ * leaves "completing" without a lease, and the next complete takes over
+ * (the last member says so).
  */
 static const char  ngx_http_upload_begin_script[] =
     "local d = redis.call('HMGET', KEYS[4], 'list', 'result', 'key') "
@@ -214,21 +226,48 @@ static const char  ngx_http_upload_begin_script[] =
     "end "
     "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
     "if s[1] ~= ARGV[1] then return false end "
-    "if s[2] == 'completing' then return {'busy'} end "
+    "local taken = 0 "
+    "if s[2] == 'completing' then "
+    "  if redis.call('EXISTS', KEYS[8]) == 1 then return {'busy'} end "
+    "  taken = 1 "
+    "end "
     "redis.call('HSET', KEYS[1], 'state', 'completing') "
+    "redis.call('SET', KEYS[8], ARGV[3], 'PX', ARGV[4]) "
     "redis.call('DEL', KEYS[6]) "
     "return {'go', redis.call('HGETALL', KEYS[1]), "
-    "        redis.call('HGETALL', KEYS[2]), redis.call('HLEN', KEYS[5])}";
+    "        redis.call('HGETALL', KEYS[2]), redis.call('HLEN', KEYS[5]), "
+    "        taken}";
+
+/*
+ * A complete at work renews its lease; {0} when it is not its own any
+ * more (it lapsed and another complete took the session over).  A lease
+ * that lapsed while nobody took over is taken again.
+ */
+static const char  ngx_http_upload_renew_script[] =
+    "local v = redis.call('GET', KEYS[2]) "
+    "if v == ARGV[1] "
+    "   or (not v and redis.call('HGET', KEYS[1], 'state') == 'completing') "
+    "then "
+    "  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) "
+    "  return 1 "
+    "end "
+    "return 0";
 
 /* the id of the open session for this sha256 and key, if any */
 static const char  ngx_http_upload_find_script[] =
     "return redis.call('HGET', KEYS[7], ARGV[1] .. ':' .. ARGV[2])";
 
-/* a complete that failed gives the session back to its client */
+/*
+ * A complete that failed gives the session back to its client, unless
+ * another complete took it over meanwhile.
+ */
 static const char  ngx_http_upload_reopen_script[] =
+    "local v = redis.call('GET', KEYS[2]) "
+    "if v and v ~= ARGV[1] then return 0 end "
     "if redis.call('HGET', KEYS[1], 'state') == 'completing' then "
     "  redis.call('HSET', KEYS[1], 'state', 'open') "
     "end "
+    "redis.call('DEL', KEYS[2]) "
     "return 1";
 
 /* what a lost request-less command leaves behind, for the log */
@@ -250,7 +289,7 @@ static const char  ngx_http_upload_finish_script[] =
     "   and redis.call('HGET', KEYS[7], m .. ':' .. ARGV[4]) == ARGV[3] then "
     "  redis.call('HDEL', KEYS[7], m .. ':' .. ARGV[4]) "
     "end "
-    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6]) "
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[8]) "
     "redis.call('ZREM', KEYS[3], ARGV[3]) "
     "redis.call('HSET', KEYS[4], 'list', ARGV[1], 'result', ARGV[2], "
     "           'key', ARGV[4]) "
@@ -375,7 +414,8 @@ ngx_http_upload_session_keys(ngx_http_request_t *r, ngx_str_t *app,
  * keys[0]: the session, keys[1]: its parts, keys[2]: the app's set,
  * keys[3]: the remembered result of its complete, keys[4]: its parts being
  * written in place, keys[5]: the lease of its running SHA-256, keys[6]:
- * the app's unfinished sessions by "<sha256>:<key>" (to resume them)
+ * the app's unfinished sessions by "<sha256>:<key>" (to resume them),
+ * keys[7]: the lease of its complete
  */
 
 ngx_int_t
@@ -418,6 +458,10 @@ ngx_http_upload_session_key_names(ngx_pool_t *pool, ngx_str_t *app,
     keys[6].data = p;
     p = ngx_sprintf(p, "upload:{%V}:resume", app);
     keys[6].len = p - keys[6].data;
+
+    keys[7].data = p;
+    p = ngx_sprintf(p, "upload:{%V}:mpu:%V:lease", app, id);
+    keys[7].len = p - keys[7].data;
 
     return NGX_OK;
 }
@@ -1231,11 +1275,8 @@ ngx_http_upload_part_release(void *data)
      * copies instead of renaming.
      */
 
-    (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
-                                         ctx->conf->redis_timeout,
-                                         ngx_http_upload_session_ignore,
-                                         ngx_http_upload_release_lost,
-                                         6, argv, argvlen);
+    ngx_http_upload_session_detached(ctx, ngx_http_upload_release_lost,
+                                     6, argv, argvlen);
 }
 
 
@@ -1392,7 +1433,8 @@ ngx_int_t
 ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
 {
-    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[2];
+    u_char                      *p;
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[4];
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
     ngx_http_upload_complete_t  *cp;
@@ -1407,8 +1449,24 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the lease's token: as unguessable as an upload id */
+
+    if (cp->lease.len == 0
+        && ngx_http_upload_session_new_id(r->pool, &cp->lease) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     args[0] = session->key;
     args[1] = cp->list_hash;
+    args[2] = cp->lease;
+    args[3].data = p;
+    args[3].len = ngx_sprintf(p, "%M", ctx->conf->complete_lease) - p;
 
     cp->handler = handler;
     cp->session_key = keys[0];
@@ -1424,7 +1482,7 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_begin_script,
                                          NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
-                                         2, args,
+                                         4, args,
                                          ngx_http_upload_session_begun, ctx);
 }
 
@@ -1482,14 +1540,16 @@ ngx_http_upload_session_begun(ngx_http_request_t *r, void *data,
         return;
     }
 
-    if (reply->elements != 4
-        || reply->element[3]->type != REDIS_REPLY_INTEGER)
+    if (reply->elements != 5
+        || reply->element[3]->type != REDIS_REPLY_INTEGER
+        || reply->element[4]->type != REDIS_REPLY_INTEGER)
     {
         cp->handler(ctx, NGX_ERROR);
         return;
     }
 
     cp->writing = (ngx_uint_t) reply->element[3]->integer;
+    cp->taken_over = reply->element[4]->integer ? 1 : 0;
 
     key = session->key;
 
@@ -1515,18 +1575,18 @@ ngx_http_upload_session_begun(ngx_http_request_t *r, void *data,
 void
 ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
 {
-    size_t                       argvlen[4];
-    const char                  *argv[4];
+    size_t                       argvlen[6];
+    const char                  *argv[6];
     ngx_http_upload_complete_t  *cp;
 
     cp = ctx->complete;
 
     /*
-     * The session's key was made when the session was taken: this also
+     * The session's keys were made when the session was taken: this also
      * runs from the request's pool cleanup, when r->pool is gone already.
      */
 
-    if (cp->closed || cp->session_key.len == 0) {
+    if (cp->closed || cp->keys == NULL) {
         return;
     }
 
@@ -1536,10 +1596,14 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
     argvlen[0] = sizeof("EVAL") - 1;
     argv[1] = ngx_http_upload_reopen_script;
     argvlen[1] = sizeof(ngx_http_upload_reopen_script) - 1;
-    argv[2] = "1";
+    argv[2] = "2";
     argvlen[2] = 1;
-    argv[3] = (char *) cp->session_key.data;
-    argvlen[3] = cp->session_key.len;
+    argv[3] = (char *) cp->keys[0].data;
+    argvlen[3] = cp->keys[0].len;
+    argv[4] = (char *) cp->keys[7].data;
+    argvlen[4] = cp->keys[7].len;
+    argv[5] = (char *) cp->lease.data;
+    argvlen[5] = cp->lease.len;
 
     /*
      * Not tied to the request, which may be on its way out (this also
@@ -1547,11 +1611,84 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
      * one leaves the session to expire with its TTL.
      */
 
-    (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
+    ngx_http_upload_session_detached(ctx, ngx_http_upload_reopen_lost,
+                                     6, argv, argvlen);
+}
+
+
+/*
+ * Every third of upload_complete_lease while a complete holds a session,
+ * whatever the last answer was: Redis may be away for a while.
+ */
+
+void
+ngx_http_upload_session_renew(ngx_event_t *ev)
+{
+    ngx_http_upload_ctx_t *ctx = ev->data;
+
+    size_t                       argvlen[7];
+    const char                  *argv[7];
+    u_char                       ms[NGX_INT_T_LEN];
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+
+    if (cp->closed) {
+        return;
+    }
+
+    argv[0] = "EVAL";
+    argvlen[0] = sizeof("EVAL") - 1;
+    argv[1] = ngx_http_upload_renew_script;
+    argvlen[1] = sizeof(ngx_http_upload_renew_script) - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = (char *) cp->keys[0].data;
+    argvlen[3] = cp->keys[0].len;
+    argv[4] = (char *) cp->keys[7].data;
+    argvlen[4] = cp->keys[7].len;
+    argv[5] = (char *) cp->lease.data;
+    argvlen[5] = cp->lease.len;
+    argv[6] = (char *) ms;
+    argvlen[6] = ngx_sprintf(ms, "%M", ctx->conf->complete_lease) - ms;
+
+    /* hiredis has formatted the command when this returns */
+
+    (void) ngx_http_upload_redis_command(ctx->request, ctx->conf->redis,
                                          ctx->conf->redis_timeout,
-                                         ngx_http_upload_session_ignore,
-                                         ngx_http_upload_reopen_lost,
-                                         4, argv, argvlen);
+                                         ngx_http_upload_session_renewed,
+                                         ctx, 7, argv, argvlen);
+
+    ngx_add_timer(&cp->renew, ctx->conf->complete_lease / 3);
+}
+
+
+static void
+ngx_http_upload_session_renewed(ngx_http_request_t *r, void *data,
+    redisReply *reply)
+{
+    ngx_http_upload_ctx_t *ctx = data;
+
+    ngx_http_upload_complete_t  *cp;
+
+    cp = ctx->complete;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER
+        || reply->integer != 0)
+    {
+        return;
+    }
+
+    /* its record will be refused (ngx_http_upload_object_save) */
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "upload: the complete of upload \"%V\" lost its lease: "
+                  "another complete took the session over",
+                  &((ngx_http_upload_session_t *) ctx->session)->id);
+
+    if (cp->renew.timer_set) {
+        ngx_del_timer(&cp->renew);
+    }
 }
 
 
@@ -1565,10 +1702,16 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
 void
 ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx)
 {
-    size_t                       argvlen[9];
+    size_t                       argvlen[6];
     ngx_uint_t                   i;
-    const char                  *argv[9];
+    const char                  *argv[6];
     ngx_http_upload_complete_t  *cp;
+
+    /*
+     * the session, its parts, its claims, the running SHA-256's lease and
+     * the complete's (not the app's set)
+     */
+    static const ngx_uint_t      gone[] = { 0, 1, 4, 5, 7 };
 
     cp = ctx->complete;
 
@@ -1581,23 +1724,34 @@ ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx)
     argv[0] = "DEL";
     argvlen[0] = sizeof("DEL") - 1;
 
-    /* the session, its parts, its claims, its lease (not the app's set) */
-
-    argv[1] = (char *) cp->keys[0].data;
-    argvlen[1] = cp->keys[0].len;
-    argv[2] = (char *) cp->keys[1].data;
-    argvlen[2] = cp->keys[1].len;
-
-    for (i = 0; i < 2; i++) {
-        argv[3 + i] = (char *) cp->keys[4 + i].data;
-        argvlen[3 + i] = cp->keys[4 + i].len;
+    for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+        argv[1 + i] = (char *) cp->keys[gone[i]].data;
+        argvlen[1 + i] = cp->keys[gone[i]].len;
     }
 
-    (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
-                                         ctx->conf->redis_timeout,
-                                         ngx_http_upload_session_ignore,
-                                         ngx_http_upload_forget_lost,
-                                         5, argv, argvlen);
+    ngx_http_upload_session_detached(ctx, ngx_http_upload_forget_lost,
+                                     6, argv, argvlen);
+}
+
+
+/*
+ * A command of no request (the request may be on its way out): what is
+ * lost when Redis does not take it is logged, whether it could not be
+ * sent or failed.
+ */
+
+static void
+ngx_http_upload_session_detached(ngx_http_upload_ctx_t *ctx, u_char *lost,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    if (ngx_http_upload_redis_command(NULL, ctx->conf->redis,
+                                      ctx->conf->redis_timeout,
+                                      ngx_http_upload_session_ignore, lost,
+                                      argc, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "upload: %s", lost);
+    }
 }
 
 

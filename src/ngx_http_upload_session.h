@@ -24,7 +24,7 @@
 #define NGX_HTTP_UPLOAD_HASH_CHUNK    (1024 * 1024)
 
 /* how many Redis keys a session has: ngx_http_upload_session_key_names() */
-#define NGX_HTTP_UPLOAD_SESSION_KEYS  7
+#define NGX_HTTP_UPLOAD_SESSION_KEYS  8
 
 
 /* 18 random bytes, base64url: 24 characters, 144 bits */
@@ -85,12 +85,15 @@ typedef struct {
     SHA256_CTX                    sha;         /* the object's, so far */
     ngx_event_t                   retry;
     ngx_uint_t                    retries;
+    ngx_str_t                     lease;       /* the token of its lease */
+    ngx_event_t                   renew;       /* of the lease */
     ngx_int_t                     rc;
     ngx_uint_t                    status;      /* of the answer, 0: 200 */
     unsigned                      began:1;
     unsigned                      closed:1;
     unsigned                      in_place:1;
     unsigned                      bad_digest:1;
+    unsigned                      taken_over:1;
     void                        (*handler)(ngx_http_upload_ctx_t *ctx,
                                       ngx_int_t status);
 } ngx_http_upload_complete_t;
@@ -138,6 +141,7 @@ ngx_int_t ngx_http_upload_part_record(ngx_http_upload_ctx_t *ctx,
 ngx_int_t ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));
 void ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx);
+void ngx_http_upload_session_renew(ngx_event_t *ev);
 void ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));

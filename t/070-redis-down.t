@@ -8,10 +8,12 @@ use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 use POSIX ();
 use IO::Socket::INET;
+use Digest::SHA ();
 
 repeat_each(1);
 no_shuffle();
 log_level('info');
+check_accum_error_log();
 
 $ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
 
@@ -131,3 +133,73 @@ PUT /upload/back
 back
 --- error_code: 201
 --- response_body_like: "key":"back"
+
+
+
+=== TEST 4: Redis killed in the middle of a complete: 503 and nothing at the key; with Redis back, the retried complete takes the session over and stores the object once
+--- http_config eval
+"upload_redis 127.0.0.1:$ENV{TEST_NGINX_OWN_REDIS_PORT};
+upload_redis_timeout 1s;
+upload_store \$TEST_NGINX_HTML_DIR/store;
+upload_complete_lease 2s;"
+--- init
+main::ctl("start");
+my $html = $ENV{TEST_NGINX_HTML_DIR};
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/mid.bin";
+my $sha = Digest::SHA->new(256);
+# two parts of 16 MiB: long enough a merge to be caught in the middle
+for my $n (1, 2) {
+    open my $f, '>', "$html/p$n" or die;
+    print $f chr(64 + $n) x (16 * 1024 * 1024);
+    close $f;
+    $sha->addfile("$html/p$n");
+}
+$sha = $sha->hexdigest;
+my ($id, $body) = UploadTest::sliced_ready("mid.bin", "$html/p1", "$html/p2");
+open my $f, '>', "$html/complete.json" or die;
+print $f $body;
+close $f;
+my $pid = fork // die;
+if ($pid == 0) {
+    exec "curl", "-s", "-o", "$html/answer1", "-X", "POST", "--data-binary",
+         "\@$html/complete.json", "$url?uploadId=$id";
+}
+# the complete has taken the session: freeze nginx, kill Redis, go on
+Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_OWN_REDIS_PORT},
+                   "default", $id, "completing"),
+               "TEST 4: the complete took the session");
+open my $p, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die;
+chomp(my $nginx = <$p>);
+kill 'STOP', $nginx;
+main::ctl("kill");
+kill 'CONT', $nginx;
+waitpid $pid, 0;
+my $answer = do { local (@ARGV, $/) = "$html/answer1"; <> } // '';
+Test::More::like($answer, qr/"code":"ServiceUnavailable"/, "TEST 4: the complete answered 503");
+Test::More::ok(!-e "$html/store/default/mid.bin", "TEST 4: nothing at the key");
+main::ctl("start?settle=2.5");
+# the failed complete could not give the session back: Redis was away
+Test::More::is(scalar qx{redis-cli -p $ENV{TEST_NGINX_OWN_REDIS_PORT} hget upload:{default}:mpu:$id state},
+               "completing\n", "TEST 4: the session is still taken after the restart");
+$answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
+Test::More::like($answer, qr/"key":"mid.bin".*"sha256":"$sha"/, "TEST 4: the retried complete stored the object");
+Test::More::is(Digest::SHA->new(256)->addfile("$html/store/default/mid.bin")->hexdigest,
+               $sha, "TEST 4: the object has the parts' bytes");
+$answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
+Test::More::like($answer, qr/"key":"mid.bin".*"sha256":"$sha"/, "TEST 4: a third complete gets the same answer");
+my @left;
+for (1 .. 50) {
+    @left = grep { !m{/p[12]$} } glob("$html/store/.upload-tmp/*");
+    last unless @left;
+    select undef, undef, undef, 0.1;
+}
+Test::More::is("@left", "", "TEST 4: no temporary file left");
+--- request
+GET /upload/mid.bin?meta
+--- error_code: 200
+--- response_body_like: "size":33554432,
+--- error_log
+could not be reopened after a failed complete
+takes over from an earlier one whose lease lapsed
+--- timeout: 20
+

@@ -241,6 +241,8 @@ UploadTest::make_session("default", "gone.txt", "gonegonegonegonegonegone");
 --- init
 UploadTest::make_session("default", "twice.txt", "twicetwicetwicetwicetwic");
 UploadTest::redis("hset", "upload:{default}:mpu:twicetwicetwicetwicetwic", "state", "completing");
+# a complete at work holds the session's lease
+UploadTest::redis("set", "upload:{default}:mpu:twicetwicetwicetwicetwic:lease", "another", "PX", 60000);
 my $list = Digest::SHA::sha256_hex("1 " . Digest::MD5::md5_hex($::P1) . "\n");
 if (fork() == 0) {
     select(undef, undef, undef, 0.8);
@@ -263,6 +265,7 @@ if (fork() == 0) {
 UploadTest::make_session("default", "bound.txt", "boundboundboundboundbou2");
 UploadTest::make_session("default", "busy.txt", "busybusybusybusybusybusy");
 UploadTest::redis("hset", "upload:{default}:mpu:busybusybusybusybusybusy", "state", "completing");
+UploadTest::redis("set", "upload:{default}:mpu:busybusybusybusybusybusy:lease", "another", "PX", 60000);
 --- config eval: $::Config
 --- request eval
 ["PUT /upload/bound.txt?uploadId=boundboundboundboundbou2&partNumber=1\n$::P1",
@@ -298,3 +301,32 @@ Connection: close\r
 --- error_code: 400
 --- response_body
 {"error":{"code":"EntityTooLarge","message":"the part is larger than upload_max_part_size"}}
+
+
+
+=== TEST 13: a session left "completing" without a lease (its complete's worker died, or Redis was away when it failed) is taken over by the next complete; an abort may end it too
+--- init
+UploadTest::make_session("default", "orphan.txt", "orphanorphanorphanorphan");
+UploadTest::make_session("default", "orphan2.txt", "orphan2orphan2orphan2orp");
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload";
+# qx: what curl prints must not reach the TAP stream
+my $status = sub {
+    my $args = join " ", map { "'$_'" } @_;
+    qx{curl -s -o /dev/null -w '%{http_code}' $args};
+};
+$status->("-X", "PUT", "--data-binary", $::P1,
+          "$url/orphan.txt?uploadId=orphanorphanorphanorphan&partNumber=1");
+UploadTest::redis("hset", "upload:{default}:mpu:orphanorphanorphanorphan", "state", "completing");
+UploadTest::redis("hset", "upload:{default}:mpu:orphan2orphan2orphan2orp", "state", "completing");
+Test::More::is($status->("-X", "PUT", "--data-binary", "x",
+                         "$url/orphan.txt?uploadId=orphanorphanorphanorphan&partNumber=2"),
+               404, "TEST 13: no part while completing");
+Test::More::is($status->("-X", "DELETE", "$url/orphan2.txt?uploadId=orphan2orphan2orphan2orp"),
+               204, "TEST 13: an abort ends a session no complete holds");
+--- config eval: $::Config
+--- request eval
+"POST /upload/orphan.txt?uploadId=orphanorphanorphanorphan\n" . main::complete_body([1, $::P1])
+--- error_code: 200
+--- response_body_like: "key":"orphan.txt".*"parts":1
+--- error_log
+takes over from an earlier one whose lease lapsed

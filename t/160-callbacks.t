@@ -472,3 +472,54 @@ X-Upload-App: bigreply
 --- error_code: 201
 --- response_body_like eval
 qr/"callback":\{"status":200,"body":"b{4096}"\}\}$/
+
+
+
+=== TEST 22: the app's process killed in the middle of the pre callback: 502 CallbackFailed, nothing stored, the worker serves on
+--- init
+main::register("predies", "$::App/die?ms=300");
+--- request eval
+["PUT /upload/died.txt\nbody", "GET /files/predies/died.txt", "GET /static"]
+--- more_headers eval
+["X-Upload-App: predies", "", ""]
+--- error_code eval
+[502, 404, 200]
+--- response_body_like eval
+[qr/^\{"error":\{"code":"CallbackFailed",/, qr/404/, qr/^static ok$/]
+--- error_log
+upstream prematurely closed connection
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 23: the app's process killed in the middle of the post callback: 203 with CallbackFailed, the file is kept whole
+--- init
+main::register("postdies", undef, "$::App/die?ms=300");
+--- request eval
+["PUT /upload/survived.txt\nsurvived", "GET /files/postdies/survived.txt", "GET /upload/survived.txt?meta"]
+--- more_headers eval
+["X-Upload-App: postdies", "", "X-Upload-App: postdies"]
+--- error_code eval
+[203, 200, 200]
+--- response_body_like eval
+[qr/"url":"\/files\/postdies\/survived.txt","callback":\{"error":"CallbackFailed","message":"the app did not answer"\}\}$/,
+ qr/^survived$/, qr/"size":8,/]
+--- error_log
+upstream prematurely closed connection
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 24: (the app had the whole post callback when it died)
+--- init
+Test::More::like(main::last_callback(), qr/\\"event\\":\\"post\\",\\"appid\\":\\"postdies\\",\\"key\\":\\"survived.txt\\"/,
+                 "TEST 24: the app received the post callback before it died");
+--- request
+GET /static
+--- response_body
+static ok
+

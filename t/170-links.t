@@ -242,7 +242,7 @@ qr/This upload link is used up/
 === TEST 10: a signature whose last character differs only in its unused bits does not verify
 --- request eval
 my $t = main::token($::New);
-my $abc = join "", "A" .. "Z", "a" .. "z", "0" .. "9", "-", "_";
+my $abc = CORE::join "", "A" .. "Z", "a" .. "z", "0" .. "9", "-", "_";
 my $i = index($abc, substr($t, -1));
 substr($t, -1) = substr($abc, $i ^ 1, 1);
 ["GET /link/$t"]

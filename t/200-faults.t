@@ -1,5 +1,5 @@
-# Faults: a worker killed (kill -9) in the middle of an upload, a full
-# disk.  Nothing partial is ever visible at a key, what a dead worker left
+# Faults: a worker killed (kill -9) in the middle of an upload, of a part
+# or of a complete, a full disk.  Nothing partial is ever visible at a key, what a dead worker left
 # is swept later, and the next requests are served.
 
 use FindBin;
@@ -8,6 +8,7 @@ use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep);
+use Digest::SHA ();
 
 upload_suite();
 master_on();
@@ -16,7 +17,7 @@ check_accum_error_log();
 our $Root = "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
 
 # the worker processes of the running nginx
-sub workers {
+sub worker_pids {
     open my $f, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die "pid: $!";
     chomp(my $master = <$f>);
     my @w;
@@ -42,7 +43,12 @@ sub partial_upload {
 sub temps { my @t = glob("$::Root/store/.upload-tmp/*"); scalar @t }
 
 our $Config = <<'_EOC_';
-    location /upload/ { upload on; upload_min_part_size 1; upload_sweep_interval 2s; }
+    location /upload/ {
+        upload on;
+        upload_min_part_size 1;
+        upload_sweep_interval 2s;
+        upload_complete_lease 2s;
+    }
     location /files/ { alias $TEST_NGINX_SERVER_ROOT-persist/store/; }
     location /static { return 200 "static ok\n"; }
 _EOC_
@@ -62,7 +68,7 @@ __DATA__
 --- timeout: 30
 --- init
 UploadTest::clear_persist();
-my @w = main::workers();
+my @w = main::worker_pids();
 my $s = main::partial_upload("/upload/killed.bin", 1000000, 300000);
 for (1 .. 80) { last if main::temps() == 1; sleep 0.25 }
 Test::More::is(main::temps(), 1, "TEST 1: the upload's temp file is there");
@@ -94,7 +100,7 @@ UploadTest::make_session("default", "parts.bin", "killkillkillkillkillkill");
 my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 system("curl", "-s", "-o", "/dev/null", "-T", "/etc/hostname",
        "http://127.0.0.1:$port/upload/parts.bin?uploadId=killkillkillkillkillkill&partNumber=1");
-my @w = main::workers();
+my @w = main::worker_pids();
 my $s = main::partial_upload("/upload/parts.bin?uploadId=killkillkillkillkillkill&partNumber=2", 1000000, 200000);
 sleep 0.5;
 kill 'KILL', @w;
@@ -152,3 +158,52 @@ END { system("umount $ENV{TEST_NGINX_SERVER_ROOT}-full 2>/dev/null") }
 [emerg]
 [alert]
 --- timeout: 10
+
+
+
+=== TEST 4: kill -9 in the middle of a complete: nothing at the key; the retried complete takes the session over once its lease lapses, its temp file is swept
+--- timeout: 40
+--- init
+UploadTest::clear_persist();
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/merged.bin";
+my $sha = Digest::SHA->new(256);
+for my $n (1, 2) {
+    open my $f, '>', "$::Root/p$n" or die;
+    print $f chr(96 + $n) x (16 * 1024 * 1024);
+    close $f;
+    $sha->addfile("$::Root/p$n");
+}
+$sha = $sha->hexdigest;
+my ($id, $body) = UploadTest::sliced_ready("merged.bin", "$::Root/p1", "$::Root/p2");
+open my $f, '>', "$::Root/complete.json" or die;
+print $f $body;
+close $f;
+my @w = main::worker_pids();
+my $pid = fork // die;
+if ($pid == 0) {
+    exec "curl", "-s", "-o", "/dev/null", "-X", "POST", "--data-binary",
+         "\@$::Root/complete.json", "$url?uploadId=$id";
+}
+Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
+                   "default", $id, "completing"),
+               "TEST 4: the complete took the session");
+kill 'KILL', @w;
+waitpid $pid, 0;
+Test::More::ok(!-e "$::Root/store/default/merged.bin", "TEST 4: nothing at the key");
+my $answer = qx{curl -s -X POST --data-binary '\@$::Root/complete.json' '$url?uploadId=$id'};
+Test::More::like($answer, qr/"key":"merged.bin".*"sha256":"$sha"/, "TEST 4: the retried complete stored the object");
+Test::More::is(Digest::SHA->new(256)->addfile("$::Root/store/default/merged.bin")->hexdigest,
+               $sha, "TEST 4: the object has the parts' bytes");
+for (1 .. 120) { last if main::temps() == 0; sleep 0.25 }
+Test::More::is(main::temps(), 0, "TEST 4: no temporary file left");
+--- request
+GET /upload/merged.bin?meta
+--- error_code: 200
+--- response_body_like: "size":33554432,
+--- error_log
+exited on signal 9
+takes over from an earlier one whose lease lapsed
+--- no_error_log
+[emerg]
+[crit]
+

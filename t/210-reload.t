@@ -1,5 +1,6 @@
-# nginx -s reload with 20 uploads in flight: each either completes with
-# the right bytes or fails cleanly (nothing at its key) and can be retried.
+# nginx -s reload, and a binary upgrade (USR2), with 20 uploads in flight:
+# each either completes with the right bytes or fails cleanly (nothing at
+# its key) and can be retried.
 
 # Under valgrind a reload takes the old worker seconds to leave and its
 # in-flight connections are cut: that measures valgrind, not the module.
@@ -76,4 +77,70 @@ retried after the reload
 --- error_code: 201
 --- error_log
 reconfiguring
+--- timeout: 30
+
+
+
+=== TEST 2: a binary upgrade (USR2, WINCH, QUIT) while 20 uploads are in flight
+--- init
+UploadTest::clear_persist();
+my $root = "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
+my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+my $logs = "$ENV{TEST_NGINX_SERVER_ROOT}/logs";
+my $file = "$root/src.bin";
+open my $f, '>', $file or die; print $f join("", map { sprintf "%09d\n", $_ } 1 .. 100000); close $f;
+my $sha = Digest::SHA->new(256)->addfile($file)->hexdigest;
+my %pid;
+for my $k (1 .. 20) {
+    my $pid = fork // die;
+    if ($pid == 0) {
+        # about 4 s each: the upgrade comes in the middle
+        exec "curl", "-s", "-o", "$root/answer$k",
+             "--limit-rate", "250k", "-T", $file,
+             "http://127.0.0.1:$port/upload/u/$k.bin";
+    }
+    $pid{$k} = $pid;
+}
+sleep 1;
+open my $p, '<', "$logs/nginx.pid" or die;
+chomp(my $old = <$p>);
+close $p;
+# the new master starts from the same binary, inherits the listening
+# sockets and writes nginx.pid; the old one renames its own to .oldbin
+kill 'USR2', $old;
+my $new;
+for (1 .. 100) {
+    select undef, undef, undef, 0.1;
+    next unless -e "$logs/nginx.pid.oldbin" && open $p, '<', "$logs/nginx.pid";
+    chomp($new = <$p> // '');
+    close $p;
+    last if $new =~ /^\d+$/ && $new != $old;
+}
+Test::More::ok($new && $new != $old, "TEST 2: a new master runs beside the old one");
+# the old workers finish what they serve and leave; then the old master
+kill 'WINCH', $old;
+kill 'QUIT', $old;
+waitpid $pid{$_}, 0 for keys %pid;
+for (1 .. 100) { last unless kill 0, $old; select undef, undef, undef, 0.1 }
+Test::More::ok(!kill(0, $old), "TEST 2: the old master has left");
+my ($ok, $clean) = (0, 0);
+for my $k (1 .. 20) {
+    my $answer = do { local (@ARGV, $/) = "$root/answer$k"; <> } // '';
+    my $stored = "$root/store/default/u/$k.bin";
+    if ($answer =~ /"sha256":"$sha"/) {
+        $ok++ if -e $stored && Digest::SHA->new(256)->addfile($stored)->hexdigest eq $sha;
+    } else {
+        $clean++ unless -e $stored;
+    }
+}
+Test::More::is($ok + $clean, 20, "TEST 2: every upload completed with its bytes or left nothing ($ok completed)");
+# a graceful upgrade lets the uploads in flight finish
+Test::More::is($ok, 20, "TEST 2: all 20 uploads completed across the upgrade");
+--- request
+PUT /upload/u/retry.bin
+sent to the new binary's workers
+--- error_code: 201
+--- error_log
+changing binary
+start new binary process
 --- timeout: 30

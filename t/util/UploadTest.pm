@@ -14,7 +14,7 @@ use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 
 our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist redis
-                 make_session
+                 make_session sliced_ready wait_session_state
                  $HttpConfig $Files $PersistHttpConfig $PersistFiles);
 
 $ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
@@ -122,6 +122,55 @@ sub redis {
 
     waitpid $pid, 0;
     die "redis-cli @_: exit $?" if $?;
+}
+
+# A sliced upload through nginx, ready to complete: initiate "key" (under
+# /upload/), upload each file of @files as a part.  Returns the upload id
+# and the complete's body.  curl's output goes through qx, never to the
+# TAP stream.
+sub sliced_ready {
+    my ($key, @files) = @_;
+    my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984)
+              . "/upload/$key";
+    my ($id) = qx{curl -s -X POST '$url?uploads'} =~ /"upload_id":"([^"]+)"/
+        or die "sliced_ready: no upload id for $key";
+    my @parts;
+
+    for my $n (1 .. @files) {
+        my ($etag) = qx{curl -s -T '$files[$n - 1]' '$url?uploadId=$id&partNumber=$n'}
+                     =~ /"etag":"([0-9a-f]+)"/
+            or die "sliced_ready: part $n of $key not stored";
+        push @parts, qq({"part_number":$n,"etag":"$etag"});
+    }
+
+    return ($id, '{"parts":[' . join(",", @parts) . ']}');
+}
+
+# waits (up to 10 s) until field "state" of the session hash of upload "id"
+# of "app" is "want", over one Redis connection; true if it came
+sub wait_session_state {
+    my ($port, $app, $id, $want) = @_;
+    require IO::Socket::INET;
+    require Time::HiRes;
+    my $key = "upload:{$app}:mpu:$id";
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $port)
+        or die "wait_session_state: redis on $port: $!";
+    my $cmd = "*3\r\n\$4\r\nHGET\r\n\$" . length($key) . "\r\n$key\r\n"
+              . "\$5\r\nstate\r\n";
+
+    for (1 .. 10000) {
+        print $s $cmd;
+        my $line = <$s> // return 0;
+        my $value = '';
+        if ($line =~ /^\$(\d+)/) {
+            read $s, $value, $1 + 2;
+            $value = substr $value, 0, $1;
+        }
+        return 1 if $value eq $want;
+        Time::HiRes::sleep(0.001);
+    }
+
+    return 0;
 }
 
 sub json_error {

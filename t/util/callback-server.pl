@@ -12,6 +12,9 @@
 #   /fail          500 "broken"
 #   /big           200, 20000 bytes of text (more than a subrequest buffer)
 #   /slow?ms=N     waits N ms, then as /ok
+#   /die?ms=N      waits N ms (default 200) with the request read and
+#                  recorded, then the process serving it is killed
+#                  (SIGKILL): the connection ends with no answer
 #   /allowed/...   as the rest of the path ("/allowed/ok" is /ok)
 #
 #   GET /last      the last callback received, as JSON:
@@ -105,6 +108,12 @@ sub serve {
     close $g;
 
     $path =~ s{^/allowed}{};
+
+    if ($path eq '/die') {
+        my ($ms) = $query =~ /ms=(\d+)/;
+        sleep(($ms // 200) / 1000);
+        kill 'KILL', $$;
+    }
 
     if ($path eq '/slow') {
         my ($ms) = $query =~ /ms=(\d+)/;

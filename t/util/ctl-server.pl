@@ -5,8 +5,12 @@
 #   ctl-server.pl <listen-port> <redis-port> <redis-dir>
 #
 #   GET /redis/stop    SHUTDOWN NOSAVE, waits until the port is closed
+#   GET /redis/kill    kill -9, waits until the port is closed
 #   GET /redis/start   starts it again, waits until it answers PING, then
 #                      sleeps "?settle=<seconds>" (default 0)
+#
+# Redis keeps its data in an append-only file synced at every write, as a
+# production Redis would: what it acknowledged survives a kill -9.
 
 use strict;
 use warnings;
@@ -33,6 +37,7 @@ sub redis_up {
 sub redis_start {
     mkdir $dir;
     system("redis-server --port $redis_port --bind 127.0.0.1 --save '' "
+           . "--appendonly yes --appendfsync always "
            . "--daemonize yes --dir $dir --pidfile $dir/redis.pid "
            . "--logfile $dir/redis.log") == 0 or return 0;
     for (1 .. 100) {
@@ -44,6 +49,17 @@ sub redis_start {
 
 sub redis_stop {
     system("redis-cli -p $redis_port shutdown nosave >/dev/null 2>&1");
+    for (1 .. 100) {
+        return 1 unless redis_up();
+        sleep 0.05;
+    }
+    return 0;
+}
+
+sub redis_kill {
+    open my $f, '<', "$dir/redis.pid" or return 0;
+    chomp(my $pid = <$f> // '');
+    kill 'KILL', $pid if $pid =~ /^\d+$/;
     for (1 .. 100) {
         return 1 unless redis_up();
         sleep 0.05;
@@ -65,6 +81,9 @@ while (my $c = $server->accept) {
 
     if (($path // '') eq '/redis/stop') {
         $ok = redis_stop();
+
+    } elsif (($path // '') eq '/redis/kill') {
+        $ok = redis_kill();
 
     } elsif (($path // '') eq '/redis/start') {
         $ok = redis_start();
