@@ -228,6 +228,11 @@ ngx_http_upload_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
  * instead lets reading the socket overlap the lanes.  The busy regions keep
  * pointing into the old block, which becomes the spare once they are
  * released; nginx only looks at its busy list when the buffer is full.
+ *
+ * When no region is busy at all, nginx's buffer starts over instead: the
+ * next read goes to its start.  A slow upload then keeps reusing the first
+ * pages of its buffer rather than touching all of it (and a spare) over
+ * time, so the memory it really holds stays at what one read brings.
  */
 
 static void
@@ -262,9 +267,20 @@ ngx_http_upload_buffer_swap(ngx_http_upload_ctx_t *ctx)
 
     /* the preread part in the header buffer is not nginx's body buffer */
 
-    if (b == NULL || b == r->header_in || b->last != b->end
-        || ctx->queue == NULL)
-    {
+    if (b == NULL || b == r->header_in) {
+        return;
+    }
+
+    if (ctx->queue == NULL) {
+        if (b->pos == b->last) {
+            b->pos = b->start;
+            b->last = b->start;
+        }
+
+        return;
+    }
+
+    if (b->last != b->end) {
         return;
     }
 
