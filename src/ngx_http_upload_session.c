@@ -63,6 +63,9 @@ static void ngx_http_upload_session_begun(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_finished(ngx_http_request_t *r,
     void *data, redisReply *reply);
+static void ngx_http_upload_session_lease_args(
+    ngx_http_upload_complete_t *cp, const char *script, size_t len,
+    const char **argv, size_t *argvlen);
 static void ngx_http_upload_session_renewed(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_detached(ngx_http_upload_ctx_t *ctx,
@@ -272,8 +275,8 @@ static const char  ngx_http_upload_reopen_script[] =
 
 /* what a lost request-less command leaves behind, for the log */
 static u_char  ngx_http_upload_reopen_lost[] =
-    "a sliced upload could not be reopened after a failed complete; it "
-    "expires with its TTL";
+    "a sliced upload could not be reopened after a failed complete; the "
+    "next complete takes it over once its lease lapses";
 static u_char  ngx_http_upload_release_lost[] =
     "the place of a part that failed could not be given back; the "
     "complete of its upload will copy";
@@ -1592,10 +1595,31 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
 
     cp->closed = 1;
 
+    ngx_http_upload_session_lease_args(cp, ngx_http_upload_reopen_script,
+                                       sizeof(ngx_http_upload_reopen_script)
+                                       - 1, argv, argvlen);
+
+    /*
+     * Not tied to the request, which may be on its way out (this also
+     * runs from its cleanup); the answer does not wait for it, and a lost
+     * one leaves the session taken until the lease lapses.
+     */
+
+    ngx_http_upload_session_detached(ctx, ngx_http_upload_reopen_lost,
+                                     6, argv, argvlen);
+}
+
+
+/* EVAL <script> 2 <session> <lease> <token>: argv[0] to argv[5] */
+
+static void
+ngx_http_upload_session_lease_args(ngx_http_upload_complete_t *cp,
+    const char *script, size_t len, const char **argv, size_t *argvlen)
+{
     argv[0] = "EVAL";
     argvlen[0] = sizeof("EVAL") - 1;
-    argv[1] = ngx_http_upload_reopen_script;
-    argvlen[1] = sizeof(ngx_http_upload_reopen_script) - 1;
+    argv[1] = script;
+    argvlen[1] = len;
     argv[2] = "2";
     argvlen[2] = 1;
     argv[3] = (char *) cp->keys[0].data;
@@ -1604,15 +1628,6 @@ ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx)
     argvlen[4] = cp->keys[7].len;
     argv[5] = (char *) cp->lease.data;
     argvlen[5] = cp->lease.len;
-
-    /*
-     * Not tied to the request, which may be on its way out (this also
-     * runs from its cleanup); the answer does not wait for it, and a lost
-     * one leaves the session to expire with its TTL.
-     */
-
-    ngx_http_upload_session_detached(ctx, ngx_http_upload_reopen_lost,
-                                     6, argv, argvlen);
 }
 
 
@@ -1637,18 +1652,9 @@ ngx_http_upload_session_renew(ngx_event_t *ev)
         return;
     }
 
-    argv[0] = "EVAL";
-    argvlen[0] = sizeof("EVAL") - 1;
-    argv[1] = ngx_http_upload_renew_script;
-    argvlen[1] = sizeof(ngx_http_upload_renew_script) - 1;
-    argv[2] = "2";
-    argvlen[2] = 1;
-    argv[3] = (char *) cp->keys[0].data;
-    argvlen[3] = cp->keys[0].len;
-    argv[4] = (char *) cp->keys[7].data;
-    argvlen[4] = cp->keys[7].len;
-    argv[5] = (char *) cp->lease.data;
-    argvlen[5] = cp->lease.len;
+    ngx_http_upload_session_lease_args(cp, ngx_http_upload_renew_script,
+                                       sizeof(ngx_http_upload_renew_script)
+                                       - 1, argv, argvlen);
     argv[6] = (char *) ms;
     argvlen[6] = ngx_sprintf(ms, "%M", ctx->conf->complete_lease) - ms;
 

@@ -146,19 +146,8 @@ upload_complete_lease 2s;"
 main::ctl("start");
 my $html = $ENV{TEST_NGINX_HTML_DIR};
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/mid.bin";
-my $sha = Digest::SHA->new(256);
 # two parts of 16 MiB: long enough a merge to be caught in the middle
-for my $n (1, 2) {
-    open my $f, '>', "$html/p$n" or die;
-    print $f chr(64 + $n) x (16 * 1024 * 1024);
-    close $f;
-    $sha->addfile("$html/p$n");
-}
-$sha = $sha->hexdigest;
-my ($id, $body) = UploadTest::sliced_ready("mid.bin", "$html/p1", "$html/p2");
-open my $f, '>', "$html/complete.json" or die;
-print $f $body;
-close $f;
+my ($id, $sha) = UploadTest::sliced_two_big_parts($html, "mid.bin", "A", "B");
 my $pid = fork // die;
 if ($pid == 0) {
     exec "curl", "-s", "-o", "$html/answer1", "-X", "POST", "--data-binary",

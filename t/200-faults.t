@@ -166,18 +166,7 @@ END { system("umount $ENV{TEST_NGINX_SERVER_ROOT}-full 2>/dev/null") }
 --- init
 UploadTest::clear_persist();
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/merged.bin";
-my $sha = Digest::SHA->new(256);
-for my $n (1, 2) {
-    open my $f, '>', "$::Root/p$n" or die;
-    print $f chr(96 + $n) x (16 * 1024 * 1024);
-    close $f;
-    $sha->addfile("$::Root/p$n");
-}
-$sha = $sha->hexdigest;
-my ($id, $body) = UploadTest::sliced_ready("merged.bin", "$::Root/p1", "$::Root/p2");
-open my $f, '>', "$::Root/complete.json" or die;
-print $f $body;
-close $f;
+my ($id, $sha) = UploadTest::sliced_two_big_parts($::Root, "merged.bin", "a", "b");
 my @w = main::worker_pids();
 my $pid = fork // die;
 if ($pid == 0) {

@@ -26,6 +26,49 @@ our $Config = <<'_EOC_';
     location /files/ { alias $TEST_NGINX_SERVER_ROOT-persist/store/; }
 _EOC_
 
+# 20 uploads of the same 1 MB file, rate-limited to take about 4 s each,
+# to keys <dir>/1.bin .. <dir>/20.bin; returns the SHA-256 of the file and
+# the curl processes
+sub start_uploads {
+    my $dir = shift;
+    my $root = "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
+    my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    my $file = "$root/src.bin";
+    open my $f, '>', $file or die;
+    print $f join("", map { sprintf "%09d\n", $_ } 1 .. 100000);
+    close $f;
+    my %pid;
+    for my $k (1 .. 20) {
+        my $pid = fork // die;
+        if ($pid == 0) {
+            exec "curl", "-s", "-o", "$root/answer$k", "--limit-rate", "250k",
+                 "-T", $file, "http://127.0.0.1:$port/upload/$dir/$k.bin";
+        }
+        $pid{$k} = $pid;
+    }
+    return (Digest::SHA->new(256)->addfile($file)->hexdigest, values %pid);
+}
+
+# waits for the uploads; how many stored their bytes, and how many left
+# nothing at their key
+sub upload_results {
+    my ($dir, $sha, @pids) = @_;
+    my $root = "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
+    my ($ok, $clean) = (0, 0);
+    waitpid $_, 0 for @pids;
+    for my $k (1 .. 20) {
+        my $answer = do { local (@ARGV, $/) = "$root/answer$k"; <> } // '';
+        my $stored = "$root/store/default/$dir/$k.bin";
+        if ($answer =~ /"sha256":"$sha"/) {
+            $ok++ if -e $stored
+                     && Digest::SHA->new(256)->addfile($stored)->hexdigest eq $sha;
+        } else {
+            $clean++ unless -e $stored;
+        }
+    }
+    return ($ok, $clean);
+}
+
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value("http_config", $UploadTest::PersistHttpConfig);
@@ -39,37 +82,13 @@ __DATA__
 === TEST 1: a reload while 20 uploads are in flight
 --- init
 UploadTest::clear_persist();
-my $root = "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
-my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
-my $file = "$root/src.bin";
-open my $f, '>', $file or die; print $f join("", map { sprintf "%09d\n", $_ } 1 .. 100000); close $f;
-my $sha = Digest::SHA->new(256)->addfile($file)->hexdigest;
-my %pid;
-for my $k (1 .. 20) {
-    my $pid = fork // die;
-    if ($pid == 0) {
-        # about 4 s each: the reload comes in the middle
-        exec "curl", "-s", "-o", "$root/answer$k",
-             "--limit-rate", "250k", "-T", $file,
-             "http://127.0.0.1:$port/upload/r/$k.bin";
-    }
-    $pid{$k} = $pid;
-}
+# about 4 s each: the reload comes in the middle
+my ($sha, @pids) = main::start_uploads("r");
 sleep 1;
 open my $p, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die;
 chomp(my $master = <$p>);
 kill 'HUP', $master;
-waitpid $pid{$_}, 0 for keys %pid;
-my ($ok, $clean) = (0, 0);
-for my $k (1 .. 20) {
-    my $answer = do { local (@ARGV, $/) = "$root/answer$k"; <> } // '';
-    my $stored = "$root/store/default/r/$k.bin";
-    if ($answer =~ /"sha256":"$sha"/) {
-        $ok++ if -e $stored && Digest::SHA->new(256)->addfile($stored)->hexdigest eq $sha;
-    } else {
-        $clean++ unless -e $stored;
-    }
-}
+my ($ok, $clean) = main::upload_results("r", $sha, @pids);
 Test::More::is($ok + $clean, 20, "TEST 1: every upload completed with its bytes or left nothing ($ok completed)");
 --- request
 PUT /upload/r/retry.bin
@@ -84,23 +103,9 @@ reconfiguring
 === TEST 2: a binary upgrade (USR2, WINCH, QUIT) while 20 uploads are in flight
 --- init
 UploadTest::clear_persist();
-my $root = "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
-my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
 my $logs = "$ENV{TEST_NGINX_SERVER_ROOT}/logs";
-my $file = "$root/src.bin";
-open my $f, '>', $file or die; print $f join("", map { sprintf "%09d\n", $_ } 1 .. 100000); close $f;
-my $sha = Digest::SHA->new(256)->addfile($file)->hexdigest;
-my %pid;
-for my $k (1 .. 20) {
-    my $pid = fork // die;
-    if ($pid == 0) {
-        # about 4 s each: the upgrade comes in the middle
-        exec "curl", "-s", "-o", "$root/answer$k",
-             "--limit-rate", "250k", "-T", $file,
-             "http://127.0.0.1:$port/upload/u/$k.bin";
-    }
-    $pid{$k} = $pid;
-}
+# about 4 s each: the upgrade comes in the middle
+my ($sha, @pids) = main::start_uploads("u");
 sleep 1;
 open my $p, '<', "$logs/nginx.pid" or die;
 chomp(my $old = <$p>);
@@ -120,19 +125,9 @@ Test::More::ok($new && $new != $old, "TEST 2: a new master runs beside the old o
 # the old workers finish what they serve and leave; then the old master
 kill 'WINCH', $old;
 kill 'QUIT', $old;
-waitpid $pid{$_}, 0 for keys %pid;
+my ($ok, $clean) = main::upload_results("u", $sha, @pids);
 for (1 .. 100) { last unless kill 0, $old; select undef, undef, undef, 0.1 }
 Test::More::ok(!kill(0, $old), "TEST 2: the old master has left");
-my ($ok, $clean) = (0, 0);
-for my $k (1 .. 20) {
-    my $answer = do { local (@ARGV, $/) = "$root/answer$k"; <> } // '';
-    my $stored = "$root/store/default/u/$k.bin";
-    if ($answer =~ /"sha256":"$sha"/) {
-        $ok++ if -e $stored && Digest::SHA->new(256)->addfile($stored)->hexdigest eq $sha;
-    } else {
-        $clean++ unless -e $stored;
-    }
-}
 Test::More::is($ok + $clean, 20, "TEST 2: every upload completed with its bytes or left nothing ($ok completed)");
 # a graceful upgrade lets the uploads in flight finish
 Test::More::is($ok, 20, "TEST 2: all 20 uploads completed across the upgrade");

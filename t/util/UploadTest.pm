@@ -14,7 +14,7 @@ use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 
 our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist redis
-                 make_session sliced_ready wait_session_state
+                 make_session sliced_ready sliced_two_big_parts wait_session_state
                  $HttpConfig $Files $PersistHttpConfig $PersistFiles);
 
 $ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
@@ -144,6 +144,28 @@ sub sliced_ready {
     }
 
     return ($id, '{"parts":[' . join(",", @parts) . ']}');
+}
+
+# A sliced upload of two 16 MiB parts (of bytes $c1 and $c2), ready to
+# complete: the parts' files are written in $dir, and so is the complete's
+# body (complete.json).  Returns the upload id and the object's SHA-256.
+sub sliced_two_big_parts {
+    my ($dir, $key, $c1, $c2) = @_;
+    my $sha = Digest::SHA->new(256);
+
+    for my $n (1, 2) {
+        open my $f, '>', "$dir/p$n" or die "$dir/p$n: $!";
+        print $f ($n == 1 ? $c1 : $c2) x (16 * 1024 * 1024);
+        close $f;
+        $sha->addfile("$dir/p$n");
+    }
+
+    my ($id, $body) = sliced_ready($key, "$dir/p1", "$dir/p2");
+    open my $f, '>', "$dir/complete.json" or die "$dir/complete.json: $!";
+    print $f $body;
+    close $f;
+
+    return ($id, $sha->hexdigest);
 }
 
 # waits (up to 10 s) until field "state" of the session hash of upload "id"
