@@ -256,8 +256,10 @@ struct ngx_http_upload_ctx_s {
     ngx_uint_t                    part_number;
     ngx_str_t                     slot;      /* a part's claim token */
     ngx_str_t                     slot_key;  /* the claims' Redis key */
-    ngx_str_t                     fence_key; /* a complete's lease: the */
-    ngx_str_t                     fence;     /* record needs its token */
+    /* a complete's record needs its token to hold the session */
+    ngx_str_t                     fence;     /* the token */
+    ngx_str_t                     fence_key; /* the lease */
+    ngx_str_t                     fence_session;
 
     /* the commit steps after the body: fsync, record, rename */
     void                        (*step_work)(ngx_http_upload_ctx_t *ctx);

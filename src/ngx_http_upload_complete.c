@@ -473,8 +473,9 @@ ngx_http_upload_complete_lease(ngx_http_upload_ctx_t *ctx)
                       &((ngx_http_upload_session_t *) ctx->session)->id);
     }
 
-    ctx->fence_key = cp->keys[7];
     ctx->fence = cp->lease;
+    ctx->fence_key = cp->keys[7];
+    ctx->fence_session = cp->keys[0];
 
     cp->renew.handler = ngx_http_upload_session_renew;
     cp->renew.data = ctx;
@@ -731,7 +732,7 @@ ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
         fd = ngx_open_file(file[i].path, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
         if (fd == NGX_INVALID_FILE) {
             ctx->step_err = ngx_errno;
-            ctx->step_op = "open() of a part";
+            ctx->step_op = "open() of a part of";
             return;
         }
 
@@ -740,7 +741,7 @@ ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
             != NGX_OK)
         {
             ctx->step_err = ngx_errno ? ngx_errno : EIO;
-            ctx->step_op = "copying a part";
+            ctx->step_op = "copying a part of";
             (void) ngx_close_file(fd);
             return;
         }
@@ -759,7 +760,7 @@ ngx_http_upload_merge_work(ngx_http_upload_ctx_t *ctx)
 
     if (ngx_http_upload_merge_hash(ctx) != NGX_OK) {
         ctx->step_err = ngx_errno ? ngx_errno : EIO;
-        ctx->step_op = "hashing the merged file";
+        ctx->step_op = "hashing the merged file of";
         return;
     }
 
@@ -1157,7 +1158,14 @@ ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
     r = ctx->request;
     cp = ctx->complete;
 
-    if (status != NGX_OK) {
+    if (status == NGX_DECLINED) {
+        /* its part files are the other complete's now */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "upload: the sliced upload of \"%V/%V\" is stored, "
+                      "but another complete took its session over "
+                      "meanwhile", &ctx->app, &ctx->key);
+
+    } else if (status != NGX_OK) {
         /* the object is stored; the session expires with its TTL */
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "upload: the sliced upload of \"%V/%V\" is stored, "
@@ -1179,8 +1187,8 @@ ngx_http_upload_complete_finished(ngx_http_upload_ctx_t *ctx,
 
     cp->rc = ngx_http_upload_complete_send(ctx);
 
-    if (cp->rc == NGX_ERROR) {
-        ngx_http_finalize_request(r, NGX_ERROR);
+    if (cp->rc == NGX_ERROR || status == NGX_DECLINED) {
+        ngx_http_finalize_request(r, cp->rc);
         return;
     }
 

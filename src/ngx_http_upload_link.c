@@ -237,7 +237,8 @@ ngx_http_upload_link_claims(ngx_pool_t *pool, u_char *json, size_t len,
     }
 
     link->app.data = ngx_pstrdup(pool, &(ngx_str_t) {
-                                   link->app.len, (u_char *) app->valuestring });
+                                     link->app.len,
+                                     (u_char *) app->valuestring });
     link->prefix.data = ngx_pnalloc(pool, link->prefix.len + 1);
     link->nonce.data = ngx_pstrdup(pool, &(ngx_str_t) {
                                    link->nonce.len,

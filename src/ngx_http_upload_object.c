@@ -44,12 +44,15 @@ static void ngx_http_upload_object_remove_dirs(ngx_http_request_t *r,
 
 /*
  * Replace the whole record: a field the new upload lacks must not linger.
- * A complete's record is fenced by its lease (KEYS[2], ARGV[7]): {0} when
- * another complete took its session over.
+ * A complete's record is fenced: only while its token (ARGV[7]) holds the
+ * session (KEYS[3]), whose lease (KEYS[2]) it renews (ARGV[8] ms); 0 when
+ * another complete took the session over.
  */
 static const char  ngx_http_upload_save_script[] =
-    "if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[7] then "
-    "  return 0 "
+    "if KEYS[2] then "
+    "  local s = redis.call('HMGET', KEYS[3], 'state', 'holder') "
+    "  if s[1] ~= 'completing' or s[2] ~= ARGV[7] then return 0 end "
+    "  redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[8]) "
     "end "
     "redis.call('DEL', KEYS[1]) "
     "redis.call('HSET', KEYS[1], 'size', ARGV[1], 'md5', ARGV[2], "
@@ -150,10 +153,10 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     void (*saved)(ngx_http_upload_ctx_t *ctx))
 {
     u_char                    *p;
-    size_t                     argvlen[12];
+    size_t                     argvlen[14];
     ngx_str_t                  rkey;
     ngx_uint_t                 n;
-    const char                *argv[12];
+    const char                *argv[14];
     ngx_http_request_t        *r;
     ngx_http_upload_object_t   obj;
 
@@ -166,7 +169,7 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN + NGX_TIME_T_LEN);
+    p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN + NGX_TIME_T_LEN + NGX_INT_T_LEN);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -175,7 +178,7 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     argvlen[0] = sizeof("EVAL") - 1;
     argv[1] = ngx_http_upload_save_script;
     argvlen[1] = sizeof(ngx_http_upload_save_script) - 1;
-    argv[2] = ctx->fence.len ? "2" : "1";
+    argv[2] = ctx->fence.len ? "3" : "1";
     argvlen[2] = 1;
     argv[3] = (char *) rkey.data;
     argvlen[3] = rkey.len;
@@ -185,6 +188,8 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     if (ctx->fence.len) {
         argv[n] = (char *) ctx->fence_key.data;
         argvlen[n++] = ctx->fence_key.len;
+        argv[n] = (char *) ctx->fence_session.data;
+        argvlen[n++] = ctx->fence_session.len;
     }
 
     argv[n] = (char *) p;
@@ -211,6 +216,11 @@ ngx_http_upload_object_save(ngx_http_upload_ctx_t *ctx,
     if (ctx->fence.len) {
         argv[n] = (char *) ctx->fence.data;
         argvlen[n++] = ctx->fence.len;
+
+        argv[n] = (char *) p;
+        p = ngx_sprintf(p, "%M", ctx->conf->complete_lease);
+        argvlen[n] = p - (u_char *) argv[n];
+        n++;
     }
 
     ctx->redis_done = saved;

@@ -113,9 +113,10 @@ static const char  ngx_http_upload_load_script[] =
 
 /* the part files go with the session: their names are returned */
 static const char  ngx_http_upload_abort_script[] =
-    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state', 'holder') "
     "if s[1] ~= ARGV[1] then return false end "
-    "if s[2] == 'completing' and redis.call('EXISTS', KEYS[8]) == 1 then "
+    "if s[2] == 'completing' "
+    "   and (not s[3] or redis.call('EXISTS', KEYS[8]) == 1) then "
     "  return 0 "
     "end "
     "local files = redis.call('HVALS', KEYS[2]) "
@@ -163,9 +164,10 @@ static const char  ngx_http_upload_check_script[] =
  * refreshes the session's TTL.  The replaced record comes back: its file
  * is then removed.  A reader of the session sees the old part or the new
  * one, each in its own file or place.  The app's set of sessions and its
- * resume pointers live as long as its longest-lived session.  A part replaced inside the prefix
- * that the running SHA-256 covers restarts it.  The second member says
- * whether the running SHA-256 can advance and nobody advances it.
+ * resume pointers live as long as its longest-lived session.  A part
+ * replaced inside the prefix that the running SHA-256 covers restarts it.
+ * The second member says whether the running SHA-256 can advance and
+ * nobody advances it.
  */
 static const char  ngx_http_upload_part_script[] =
     "if ARGV[6] ~= '' and redis.call('HGET', KEYS[5], ARGV[2]) == ARGV[6] "
@@ -213,11 +215,13 @@ static const char  ngx_http_upload_release_script[] =
  * and the number of parts still being written in place.  The running
  * SHA-256 stops: the complete goes on from where it got.
  *
- * A complete holds the session by a lease (KEYS[8], its token, expiring
- * after upload_complete_lease unless renewed): a complete whose worker
- * died, or that could not give the session back because Redis was away,
- * leaves "completing" without a lease, and the next complete takes over
- * (the last member says so).
+ * A complete holds the session: its token is the session's "holder",
+ * and its lease (KEYS[8], the token, expiring after upload_complete_lease
+ * unless renewed) says that it is alive.  A complete whose worker died,
+ * or that could not give the session back because Redis was away, leaves
+ * "completing" without a lease, and the next complete takes over (the
+ * last member says so).  One without a holder is a complete of a module
+ * that had no leases: it runs until the session expires.
  */
 static const char  ngx_http_upload_begin_script[] =
     "local d = redis.call('HMGET', KEYS[4], 'list', 'result', 'key') "
@@ -227,14 +231,16 @@ static const char  ngx_http_upload_begin_script[] =
     "  end "
     "  return false "
     "end "
-    "local s = redis.call('HMGET', KEYS[1], 'key', 'state') "
+    "local s = redis.call('HMGET', KEYS[1], 'key', 'state', 'holder') "
     "if s[1] ~= ARGV[1] then return false end "
     "local taken = 0 "
     "if s[2] == 'completing' then "
-    "  if redis.call('EXISTS', KEYS[8]) == 1 then return {'busy'} end "
+    "  if not s[3] or redis.call('EXISTS', KEYS[8]) == 1 then "
+    "    return {'busy'} "
+    "  end "
     "  taken = 1 "
     "end "
-    "redis.call('HSET', KEYS[1], 'state', 'completing') "
+    "redis.call('HSET', KEYS[1], 'state', 'completing', 'holder', ARGV[3]) "
     "redis.call('SET', KEYS[8], ARGV[3], 'PX', ARGV[4]) "
     "redis.call('DEL', KEYS[6]) "
     "return {'go', redis.call('HGETALL', KEYS[1]), "
@@ -242,19 +248,15 @@ static const char  ngx_http_upload_begin_script[] =
     "        taken}";
 
 /*
- * A complete at work renews its lease; {0} when it is not its own any
- * more (it lapsed and another complete took the session over).  A lease
- * that lapsed while nobody took over is taken again.
+ * A complete at work renews its lease while it holds the session (a lease
+ * that lapsed while nobody took over is taken again); 0 when another
+ * complete took the session over since.
  */
 static const char  ngx_http_upload_renew_script[] =
-    "local v = redis.call('GET', KEYS[2]) "
-    "if v == ARGV[1] "
-    "   or (not v and redis.call('HGET', KEYS[1], 'state') == 'completing') "
-    "then "
-    "  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) "
-    "  return 1 "
-    "end "
-    "return 0";
+    "local s = redis.call('HMGET', KEYS[1], 'state', 'holder') "
+    "if s[1] ~= 'completing' or s[2] ~= ARGV[1] then return 0 end "
+    "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) "
+    "return 1";
 
 /* the id of the open session for this sha256 and key, if any */
 static const char  ngx_http_upload_find_script[] =
@@ -265,12 +267,22 @@ static const char  ngx_http_upload_find_script[] =
  * another complete took it over meanwhile.
  */
 static const char  ngx_http_upload_reopen_script[] =
-    "local v = redis.call('GET', KEYS[2]) "
-    "if v and v ~= ARGV[1] then return 0 end "
-    "if redis.call('HGET', KEYS[1], 'state') == 'completing' then "
+    "local s = redis.call('HMGET', KEYS[1], 'state', 'holder') "
+    "if s[2] ~= ARGV[1] then return 0 end "
+    "if s[1] == 'completing' then "
     "  redis.call('HSET', KEYS[1], 'state', 'open') "
     "end "
+    "redis.call('HDEL', KEYS[1], 'holder') "
     "redis.call('DEL', KEYS[2]) "
+    "return 1";
+
+/*
+ * The object is stored but the complete ended before the session was
+ * closed: the session goes, unless another complete holds it now.
+ */
+static const char  ngx_http_upload_forget_script[] =
+    "if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end "
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]) "
     "return 1";
 
 /* what a lost request-less command leaves behind, for the log */
@@ -285,8 +297,12 @@ static u_char  ngx_http_upload_forget_lost[] =
     "the session of a stored sliced upload could not be deleted; it "
     "expires with its TTL";
 
-/* the object is stored: the session goes, its result stays a while */
+/*
+ * The object is stored: the session goes, its result stays a while; 0 when
+ * another complete took the session over meanwhile (it is left to it).
+ */
 static const char  ngx_http_upload_finish_script[] =
+    "if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[5] then return 0 end "
     "local m = redis.call('HGET', KEYS[1], 'sha256') "
     "if m and m ~= '' "
     "   and redis.call('HGET', KEYS[7], m .. ':' .. ARGV[4]) == ARGV[3] then "
@@ -1708,9 +1724,9 @@ ngx_http_upload_session_renewed(ngx_http_request_t *r, void *data,
 void
 ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx)
 {
-    size_t                       argvlen[6];
+    size_t                       argvlen[9];
     ngx_uint_t                   i;
-    const char                  *argv[6];
+    const char                  *argv[9];
     ngx_http_upload_complete_t  *cp;
 
     /*
@@ -1727,16 +1743,23 @@ ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx)
 
     cp->closed = 1;
 
-    argv[0] = "DEL";
-    argvlen[0] = sizeof("DEL") - 1;
+    argv[0] = "EVAL";
+    argvlen[0] = sizeof("EVAL") - 1;
+    argv[1] = ngx_http_upload_forget_script;
+    argvlen[1] = sizeof(ngx_http_upload_forget_script) - 1;
+    argv[2] = "5";
+    argvlen[2] = 1;
 
     for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
-        argv[1 + i] = (char *) cp->keys[gone[i]].data;
-        argvlen[1 + i] = cp->keys[gone[i]].len;
+        argv[3 + i] = (char *) cp->keys[gone[i]].data;
+        argvlen[3 + i] = cp->keys[gone[i]].len;
     }
 
+    argv[8] = (char *) cp->lease.data;
+    argvlen[8] = cp->lease.len;
+
     ngx_http_upload_session_detached(ctx, ngx_http_upload_forget_lost,
-                                     6, argv, argvlen);
+                                     9, argv, argvlen);
 }
 
 
@@ -1777,7 +1800,7 @@ ngx_int_t
 ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
 {
-    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[4];
+    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[5];
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
     ngx_http_upload_complete_t  *cp;
@@ -1796,12 +1819,13 @@ ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     args[1] = cp->result;
     args[2] = session->id;
     args[3] = session->key;
+    args[4] = cp->lease;
 
     cp->handler = handler;
 
     return ngx_http_upload_session_redis(r, ngx_http_upload_finish_script,
                                          NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
-                                         4, args,
+                                         5, args,
                                          ngx_http_upload_session_finished,
                                          ctx);
 }
@@ -1818,8 +1842,9 @@ ngx_http_upload_session_finished(ngx_http_request_t *r, void *data,
     cp = ctx->complete;
 
     if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        /* closed, or another complete's now: not this one's to touch */
         cp->closed = 1;
-        cp->handler(ctx, NGX_OK);
+        cp->handler(ctx, reply->integer ? NGX_OK : NGX_DECLINED);
         return;
     }
 

@@ -316,8 +316,9 @@ my $status = sub {
 };
 $status->("-X", "PUT", "--data-binary", $::P1,
           "$url/orphan.txt?uploadId=orphanorphanorphanorphan&partNumber=1");
-UploadTest::redis("hset", "upload:{default}:mpu:orphanorphanorphanorphan", "state", "completing");
-UploadTest::redis("hset", "upload:{default}:mpu:orphan2orphan2orphan2orp", "state", "completing");
+# held by completes whose leases lapsed
+UploadTest::redis("hset", "upload:{default}:mpu:orphanorphanorphanorphan", "state", "completing", "holder", "dead");
+UploadTest::redis("hset", "upload:{default}:mpu:orphan2orphan2orphan2orp", "state", "completing", "holder", "dead");
 Test::More::is($status->("-X", "PUT", "--data-binary", "x",
                          "$url/orphan.txt?uploadId=orphanorphanorphanorphan&partNumber=2"),
                404, "TEST 13: no part while completing");

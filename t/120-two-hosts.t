@@ -11,8 +11,10 @@ use UploadTest;
 use Digest::MD5 qw(md5_hex);
 use File::Path qw(make_path remove_tree);
 use Cwd qw(abs_path);
+use Digest::SHA ();
 
 upload_suite();
+check_accum_error_log();
 
 our $PortB = ($ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT} || 1984) + 2;
 our $Shared = abs_path("$FindBin::Bin") . "/servroot-shared";
@@ -46,6 +48,7 @@ http {
     access_log logs/access.log;
     upload_redis 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};
     upload_store $Shared/store;
+    upload_complete_lease 2s;
     server {
         listen 127.0.0.1:$PortB;
         location /upload/ { upload on; upload_min_part_size 1; }
@@ -67,6 +70,19 @@ sub stop_b {
         kill 'QUIT', $pid if $pid;
         select(undef, undef, undef, 0.3);
     }
+}
+
+# the worker processes of instance B
+sub b_workers {
+    open my $fh, '<', "$dir_b/logs/nginx.pid" or die "B's pid: $!";
+    chomp(my $master = <$fh>);
+    my @w;
+    for my $p (glob "/proc/[0-9]*") {
+        open my $st, '<', "$p/stat" or next;
+        my @f = split ' ', scalar <$st>;
+        push @w, $f[0] if $f[3] == $master;
+    }
+    return @w;
 }
 
 END {
@@ -119,3 +135,70 @@ UploadTest::make_session("default", "shared/obj.txt", "sharedsharedsharedshared"
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 4: a complete cut off longer than its lease (here: frozen mid-merge) is taken over on the other host; woken while the other one runs, its record is refused (409); the object is the other complete's
+--- init
+main::start_b() unless -e "$::Shared/b/logs/nginx.pid";
+my $dir = "$::Shared/store";
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/frozen.bin";
+my $url_b = "http://127.0.0.1:$::PortB/upload/frozen.bin";
+my ($id, $sha) = UploadTest::sliced_two_big_parts($dir, "frozen.bin", "x", "y");
+my $complete = sub {
+    my ($url, $out) = @_;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        exec "curl", "-s", "-o", $out, "-X", "POST", "--data-binary",
+             "\@$dir/complete.json", "$url?uploadId=$id";
+    }
+    return $pid;
+};
+my $pid_a = $complete->($url, "$dir/answer-a");
+Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
+                   "default", $id, "completing"),
+               "TEST 4: A's complete took the session");
+open my $p, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die;
+chomp(my $a = <$p>);
+kill 'STOP', $a;
+# A's 2 s lease lapses; B's complete takes over, and is frozen in turn
+sleep 3;
+my @b = main::b_workers();
+my $pid_b = $complete->($url_b, "$dir/answer-b");
+my $took;
+for (1 .. 5000) {
+    $took = do { local (@ARGV, $/) = "$::Shared/b/logs/error.log"; <> } =~ /takes over/;
+    last if $took;
+    select undef, undef, undef, 0.001;
+}
+kill 'STOP', @b;
+Test::More::ok($took, "TEST 4: B's complete took the session over");
+kill 'CONT', $a;
+waitpid $pid_a, 0;
+kill 'CONT', @b;
+waitpid $pid_b, 0;
+my $answer = do { local (@ARGV, $/) = "$dir/answer-a"; <> } // '';
+Test::More::like($answer, qr/"code":"OperationAborted","message":"another complete of this upload took it over"/,
+                 "TEST 4: A's complete, awake again, stored nothing");
+$answer = do { local (@ARGV, $/) = "$dir/answer-b"; <> } // '';
+Test::More::like($answer, qr/"key":"frozen.bin".*"sha256":"$sha"/, "TEST 4: B's complete stored the object");
+Test::More::is(Digest::SHA->new(256)->addfile("$dir/default/frozen.bin")->hexdigest, $sha,
+               "TEST 4: the object is whole");
+unlink "$dir/p1", "$dir/p2", "$dir/complete.json", "$dir/answer-a", "$dir/answer-b";
+--- http_config
+    upload_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+    upload_store $TEST_NGINX_SHARED_DIR/store;
+    upload_complete_lease 2s;
+--- config
+    location /upload/ { upload on; upload_min_part_size 1; }
+    location /files/ { alias $TEST_NGINX_SHARED_DIR/store/; }
+--- request
+GET /upload/frozen.bin?meta
+--- error_code: 200
+--- response_body_like: "size":33554432,
+--- error_log
+not recorded: its complete lost its lease to another one
+--- no_error_log
+[alert]
+[crit]
+

@@ -196,3 +196,36 @@ takes over from an earlier one whose lease lapsed
 [emerg]
 [crit]
 
+
+
+=== TEST 5: a complete frozen longer than its lease, with nobody taking over, still stores its object
+--- timeout: 30
+--- init
+UploadTest::clear_persist();
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/slow.bin";
+my ($id, $sha) = UploadTest::sliced_two_big_parts($::Root, "slow.bin", "s", "t");
+my @w = main::worker_pids();
+my $pid = fork // die;
+if ($pid == 0) {
+    exec "curl", "-s", "-o", "$::Root/answer", "-X", "POST", "--data-binary",
+         "\@$::Root/complete.json", "$url?uploadId=$id";
+}
+Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
+                   "default", $id, "completing"),
+               "TEST 5: the complete took the session");
+# as a merge that blocks its worker for 3 s: the 2 s lease lapses
+kill 'STOP', @w;
+sleep 3;
+kill 'CONT', @w;
+waitpid $pid, 0;
+my $answer = do { local (@ARGV, $/) = "$::Root/answer"; <> } // '';
+Test::More::like($answer, qr/"key":"slow.bin".*"sha256":"$sha"/, "TEST 5: it stored the object");
+--- request
+GET /upload/slow.bin?meta
+--- error_code: 200
+--- response_body_like: "size":33554432,
+--- no_error_log
+[emerg]
+[alert]
+[crit]
+
