@@ -115,7 +115,7 @@ static const char  ngx_http_upload_load_script[] =
 static const char  ngx_http_upload_abort_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'key', 'state', 'holder') "
     "if s[1] ~= ARGV[1] then return false end "
-    "if s[2] == 'completing' "
+    "if (s[2] == 'completing' or s[2] == 'stored') "
     "   and (not s[3] or redis.call('EXISTS', KEYS[8]) == 1) then "
     "  return 0 "
     "end "
@@ -221,7 +221,10 @@ static const char  ngx_http_upload_release_script[] =
  * or that could not give the session back because Redis was away, leaves
  * "completing" without a lease, and the next complete takes over (the
  * last member says so).  One without a holder is a complete of a module
- * that had no leases: it runs until the session expires.
+ * that had no leases: it runs until the session expires.  Once a complete
+ * has recorded the object, the session is "stored": it is never merged
+ * again; if its complete is gone before closing it, the session goes, and
+ * the object stays.
  */
 static const char  ngx_http_upload_begin_script[] =
     "local d = redis.call('HMGET', KEYS[4], 'list', 'result', 'key') "
@@ -233,6 +236,11 @@ static const char  ngx_http_upload_begin_script[] =
     "end "
     "local s = redis.call('HMGET', KEYS[1], 'key', 'state', 'holder') "
     "if s[1] ~= ARGV[1] then return false end "
+    "if s[2] == 'stored' then "
+    "  if redis.call('EXISTS', KEYS[8]) == 1 then return {'busy'} end "
+    "  redis.call('DEL', KEYS[1], KEYS[2], KEYS[5], KEYS[6], KEYS[8]) "
+    "  return false "
+    "end "
     "local taken = 0 "
     "if s[2] == 'completing' then "
     "  if not s[3] or redis.call('EXISTS', KEYS[8]) == 1 then "
@@ -254,7 +262,10 @@ static const char  ngx_http_upload_begin_script[] =
  */
 static const char  ngx_http_upload_renew_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'state', 'holder') "
-    "if s[1] ~= 'completing' or s[2] ~= ARGV[1] then return 0 end "
+    "if (s[1] ~= 'completing' and s[1] ~= 'stored') or s[2] ~= ARGV[1] "
+    "then "
+    "  return 0 "
+    "end "
     "redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) "
     "return 1";
 
@@ -264,12 +275,13 @@ static const char  ngx_http_upload_find_script[] =
 
 /*
  * A complete that failed gives the session back to its client, unless
- * another complete took it over meanwhile.
+ * another complete took it over meanwhile ("stored": its record is there
+ * but the file could not be renamed into place).
  */
 static const char  ngx_http_upload_reopen_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'state', 'holder') "
     "if s[2] ~= ARGV[1] then return 0 end "
-    "if s[1] == 'completing' then "
+    "if s[1] == 'completing' or s[1] == 'stored' then "
     "  redis.call('HSET', KEYS[1], 'state', 'open') "
     "end "
     "redis.call('HDEL', KEYS[1], 'holder') "

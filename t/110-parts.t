@@ -331,3 +331,19 @@ Test::More::is($status->("-X", "DELETE", "$url/orphan2.txt?uploadId=orphan2orpha
 --- response_body_like: "key":"orphan.txt".*"parts":1
 --- error_log
 takes over from an earlier one whose lease lapsed
+
+
+
+=== TEST 14: a session "stored" (its complete recorded the object, then died before closing it) is never merged again: the next complete ends it, 404 NoSuchUpload
+--- init
+UploadTest::make_session("default", "stored.txt", "storedstoredstoredstored", 1);
+UploadTest::redis("hset", "upload:{default}:mpu:storedstoredstoredstored", "state", "stored", "holder", "dead");
+--- config eval: $::Config
+--- request eval
+["POST /upload/stored.txt?uploadId=storedstoredstoredstored\n" . main::complete_body([1, "1"]),
+ "GET /upload/stored.txt?uploadId=storedstoredstoredstored",
+ "PUT /upload/stored.txt?uploadId=storedstoredstoredstored&partNumber=2\nlate"]
+--- error_code eval
+[404, 404, 404]
+--- response_body_like eval
+[qr/"code":"NoSuchUpload"/, qr/"code":"NoSuchUpload"/, qr/"code":"NoSuchUpload"/]

@@ -200,6 +200,15 @@ takes over from an earlier one whose lease lapsed
 
 === TEST 5: a complete frozen longer than its lease, with nobody taking over, still stores its object
 --- timeout: 30
+--- config
+    location /upload/ {
+        upload on;
+        upload_min_part_size 1;
+        upload_complete_lease 2s;
+        # the sweep takes a temporary file untouched for an interval for a
+        # dead worker's: not while this one is frozen
+        upload_sweep_interval 1m;
+    }
 --- init
 UploadTest::clear_persist();
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/slow.bin";
