@@ -148,11 +148,7 @@ my $html = $ENV{TEST_NGINX_HTML_DIR};
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/mid.bin";
 # two parts of 16 MiB: long enough a merge to be caught in the middle
 my ($id, $sha) = UploadTest::sliced_two_big_parts($html, "mid.bin", "A", "B");
-my $pid = fork // die;
-if ($pid == 0) {
-    exec "curl", "-s", "-o", "$html/answer1", "-X", "POST", "--data-binary",
-         "\@$html/complete.json", "$url?uploadId=$id";
-}
+my $pid = UploadTest::complete_in_background($url, $id, $html, "$html/answer1");
 # the complete has taken the session: freeze nginx, kill Redis, go on
 Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_OWN_REDIS_PORT},
                    "default", $id, "completing"),

@@ -74,15 +74,7 @@ sub stop_b {
 
 # the worker processes of instance B
 sub b_workers {
-    open my $fh, '<', "$dir_b/logs/nginx.pid" or die "B's pid: $!";
-    chomp(my $master = <$fh>);
-    my @w;
-    for my $p (glob "/proc/[0-9]*") {
-        open my $st, '<', "$p/stat" or next;
-        my @f = split ' ', scalar <$st>;
-        push @w, $f[0] if $f[3] == $master;
-    }
-    return @w;
+    UploadTest::worker_pids_of("$dir_b/logs/nginx.pid");
 }
 
 END {
@@ -145,16 +137,7 @@ my $dir = "$::Shared/store";
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/frozen.bin";
 my $url_b = "http://127.0.0.1:$::PortB/upload/frozen.bin";
 my ($id, $sha) = UploadTest::sliced_two_big_parts($dir, "frozen.bin", "x", "y");
-my $complete = sub {
-    my ($url, $out) = @_;
-    my $pid = fork // die;
-    if ($pid == 0) {
-        exec "curl", "-s", "-o", $out, "-X", "POST", "--data-binary",
-             "\@$dir/complete.json", "$url?uploadId=$id";
-    }
-    return $pid;
-};
-my $pid_a = $complete->($url, "$dir/answer-a");
+my $pid_a = UploadTest::complete_in_background($url, $id, $dir, "$dir/answer-a");
 Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
                    "default", $id, "completing"),
                "TEST 4: A's complete took the session");
@@ -164,7 +147,7 @@ kill 'STOP', $a;
 # A's 2 s lease lapses; B's complete takes over, and is frozen in turn
 sleep 3;
 my @b = main::b_workers();
-my $pid_b = $complete->($url_b, "$dir/answer-b");
+my $pid_b = UploadTest::complete_in_background($url_b, $id, $dir, "$dir/answer-b");
 my $took;
 for (1 .. 5000) {
     $took = do { local (@ARGV, $/) = "$::Shared/b/logs/error.log"; <> } =~ /takes over/;

@@ -18,15 +18,7 @@ our $Root = "$ENV{TEST_NGINX_SERVER_ROOT}-persist";
 
 # the worker processes of the running nginx
 sub worker_pids {
-    open my $f, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die "pid: $!";
-    chomp(my $master = <$f>);
-    my @w;
-    for my $p (glob "/proc/[0-9]*") {
-        open my $s, '<', "$p/stat" or next;
-        my @f = split ' ', scalar <$s>;
-        push @w, $f[0] if $f[3] == $master;
-    }
-    return @w;
+    UploadTest::worker_pids_of("$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid");
 }
 
 # starts an upload of "size" bytes, sends "sent" of them, keeps the
@@ -168,11 +160,7 @@ UploadTest::clear_persist();
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/merged.bin";
 my ($id, $sha) = UploadTest::sliced_two_big_parts($::Root, "merged.bin", "a", "b");
 my @w = main::worker_pids();
-my $pid = fork // die;
-if ($pid == 0) {
-    exec "curl", "-s", "-o", "/dev/null", "-X", "POST", "--data-binary",
-         "\@$::Root/complete.json", "$url?uploadId=$id";
-}
+my $pid = UploadTest::complete_in_background($url, $id, $::Root, "/dev/null");
 Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
                    "default", $id, "completing"),
                "TEST 4: the complete took the session");
@@ -214,11 +202,7 @@ UploadTest::clear_persist();
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/slow.bin";
 my ($id, $sha) = UploadTest::sliced_two_big_parts($::Root, "slow.bin", "s", "t");
 my @w = main::worker_pids();
-my $pid = fork // die;
-if ($pid == 0) {
-    exec "curl", "-s", "-o", "$::Root/answer", "-X", "POST", "--data-binary",
-         "\@$::Root/complete.json", "$url?uploadId=$id";
-}
+my $pid = UploadTest::complete_in_background($url, $id, $::Root, "$::Root/answer");
 Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
                    "default", $id, "completing"),
                "TEST 5: the complete took the session");

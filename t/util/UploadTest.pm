@@ -14,7 +14,8 @@ use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 
 our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist redis
-                 make_session sliced_ready sliced_two_big_parts wait_session_state
+                 make_session sliced_ready sliced_two_big_parts
+                 complete_in_background wait_session_state worker_pids_of
                  $HttpConfig $Files $PersistHttpConfig $PersistFiles);
 
 $ENV{TEST_NGINX_REDIS_PORT} ||= 6379;
@@ -166,6 +167,37 @@ sub sliced_two_big_parts {
     close $f;
 
     return ($id, $sha->hexdigest);
+}
+
+# POSTs $dir/complete.json (see sliced_two_big_parts) to "url?uploadId=id"
+# in a child process whose answer goes to file "out"; returns its pid
+sub complete_in_background {
+    my ($url, $id, $dir, $out) = @_;
+    my $pid = fork // die "fork: $!";
+
+    if ($pid == 0) {
+        exec "curl", "-s", "-o", $out, "-X", "POST", "--data-binary",
+             "\@$dir/complete.json", "$url?uploadId=$id";
+        exit 127;
+    }
+
+    return $pid;
+}
+
+# the worker processes of the nginx whose master's pid is in "pidfile"
+sub worker_pids_of {
+    my $pidfile = shift;
+    open my $f, '<', $pidfile or die "$pidfile: $!";
+    chomp(my $master = <$f>);
+    my @w;
+
+    for my $p (glob "/proc/[0-9]*") {
+        open my $s, '<', "$p/stat" or next;
+        my @f = split ' ', scalar <$s>;
+        push @w, $f[0] if $f[3] == $master;
+    }
+
+    return @w;
 }
 
 # waits (up to 10 s) until field "state" of the session hash of upload "id"
