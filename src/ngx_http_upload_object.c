@@ -46,14 +46,15 @@ static void ngx_http_upload_object_remove_dirs(ngx_http_request_t *r,
  * Replace the whole record: a field the new upload lacks must not linger.
  * A complete's record is fenced: only while its token (ARGV[7]) holds the
  * session (KEYS[3]), whose lease (KEYS[2]) it renews (ARGV[8] ms); 0 when
- * another complete took the session over.  The record is the complete's
- * point of no return: the session is "stored", never to be merged again.
+ * another complete took the session over.  The session is then
+ * "recorded" (ngx_http_upload_session_stored makes it "stored" once the
+ * file is in place).
  */
 static const char  ngx_http_upload_save_script[] =
     "if KEYS[2] then "
     "  local s = redis.call('HMGET', KEYS[3], 'state', 'holder') "
     "  if s[1] ~= 'completing' or s[2] ~= ARGV[7] then return 0 end "
-    "  redis.call('HSET', KEYS[3], 'state', 'stored') "
+    "  redis.call('HSET', KEYS[3], 'state', 'recorded') "
     "  redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[8]) "
     "end "
     "redis.call('DEL', KEYS[1]) "

@@ -115,7 +115,7 @@ static const char  ngx_http_upload_load_script[] =
 static const char  ngx_http_upload_abort_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'key', 'state', 'holder') "
     "if s[1] ~= ARGV[1] then return false end "
-    "if (s[2] == 'completing' or s[2] == 'stored') "
+    "if (s[2] == 'completing' or s[2] == 'recorded' or s[2] == 'stored') "
     "   and (not s[3] or redis.call('EXISTS', KEYS[8]) == 1) then "
     "  return 0 "
     "end "
@@ -221,8 +221,9 @@ static const char  ngx_http_upload_release_script[] =
  * or that could not give the session back because Redis was away, leaves
  * "completing" without a lease, and the next complete takes over (the
  * last member says so).  One without a holder is a complete of a module
- * that had no leases: it runs until the session expires.  Once a complete
- * has recorded the object, the session is "stored": it is never merged
+ * that had no leases: it runs until the session expires.  A complete
+ * that has recorded the object leaves the session "recorded", taken over
+ * like "completing"; once the file is in place, "stored": never merged
  * again; if its complete is gone before closing it, the session goes, and
  * the object stays.
  */
@@ -242,7 +243,7 @@ static const char  ngx_http_upload_begin_script[] =
     "  return false "
     "end "
     "local taken = 0 "
-    "if s[2] == 'completing' then "
+    "if s[2] == 'completing' or s[2] == 'recorded' then "
     "  if not s[3] or redis.call('EXISTS', KEYS[8]) == 1 then "
     "    return {'busy'} "
     "  end "
@@ -262,7 +263,8 @@ static const char  ngx_http_upload_begin_script[] =
  */
 static const char  ngx_http_upload_renew_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'state', 'holder') "
-    "if (s[1] ~= 'completing' and s[1] ~= 'stored') or s[2] ~= ARGV[1] "
+    "if (s[1] ~= 'completing' and s[1] ~= 'recorded' and s[1] ~= 'stored') "
+    "   or s[2] ~= ARGV[1] "
     "then "
     "  return 0 "
     "end "
@@ -275,17 +277,25 @@ static const char  ngx_http_upload_find_script[] =
 
 /*
  * A complete that failed gives the session back to its client, unless
- * another complete took it over meanwhile ("stored": its record is there
- * but the file could not be renamed into place).
+ * another complete took it over meanwhile ("recorded": its record is
+ * there but the file could not be renamed into place).
  */
 static const char  ngx_http_upload_reopen_script[] =
     "local s = redis.call('HMGET', KEYS[1], 'state', 'holder') "
     "if s[2] ~= ARGV[1] then return 0 end "
-    "if s[1] == 'completing' or s[1] == 'stored' then "
+    "if s[1] == 'completing' or s[1] == 'recorded' then "
     "  redis.call('HSET', KEYS[1], 'state', 'open') "
     "end "
     "redis.call('HDEL', KEYS[1], 'holder') "
     "redis.call('DEL', KEYS[2]) "
+    "return 1";
+
+/* the object is in place: the session is never to be merged again */
+static const char  ngx_http_upload_stored_script[] =
+    "local s = redis.call('HMGET', KEYS[1], 'state', 'holder') "
+    "if s[1] == 'recorded' and s[2] == ARGV[1] then "
+    "  redis.call('HSET', KEYS[1], 'state', 'stored') "
+    "end "
     "return 1";
 
 /*
@@ -304,6 +314,11 @@ static u_char  ngx_http_upload_reopen_lost[] =
 static u_char  ngx_http_upload_release_lost[] =
     "the place of a part that failed could not be given back; the "
     "complete of its upload will copy";
+
+static u_char  ngx_http_upload_stored_lost[] =
+    "a sliced upload's object is in place, but its session could not be "
+    "marked stored; if its complete ends before closing it, the next "
+    "complete merges it again";
 
 static u_char  ngx_http_upload_forget_lost[] =
     "the session of a stored sliced upload could not be deleted; it "
@@ -1656,6 +1671,34 @@ ngx_http_upload_session_lease_args(ngx_http_upload_complete_t *cp,
     argvlen[4] = cp->keys[7].len;
     argv[5] = (char *) cp->lease.data;
     argvlen[5] = cp->lease.len;
+}
+
+
+/*
+ * Called once the object's file is in place (ngx_http_upload_store_published)
+ * for a complete: not waited for, since the commands of one connection run
+ * in order, and the session's close comes after.
+ */
+
+void
+ngx_http_upload_session_stored(ngx_http_upload_ctx_t *ctx)
+{
+    size_t       argvlen[5];
+    const char  *argv[5];
+
+    argv[0] = "EVAL";
+    argvlen[0] = sizeof("EVAL") - 1;
+    argv[1] = ngx_http_upload_stored_script;
+    argvlen[1] = sizeof(ngx_http_upload_stored_script) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (char *) ctx->fence_session.data;
+    argvlen[3] = ctx->fence_session.len;
+    argv[4] = (char *) ctx->fence.data;
+    argvlen[4] = ctx->fence.len;
+
+    ngx_http_upload_session_detached(ctx, ngx_http_upload_stored_lost,
+                                     5, argv, argvlen);
 }
 
 

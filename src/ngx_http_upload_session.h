@@ -142,6 +142,7 @@ ngx_int_t ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));
 void ngx_http_upload_session_reopen(ngx_http_upload_ctx_t *ctx);
 void ngx_http_upload_session_renew(ngx_event_t *ev);
+void ngx_http_upload_session_stored(ngx_http_upload_ctx_t *ctx);
 void ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx);
 ngx_int_t ngx_http_upload_session_finish(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status));

@@ -21,7 +21,7 @@
 #include <openssl/rand.h>
 #include <dirent.h>
 
-#include "ngx_http_upload.h"
+#include "ngx_http_upload_session.h"
 
 
 /* start the disk's writeback early so that the final fsync is short */
@@ -529,6 +529,11 @@ ngx_http_upload_store_published(ngx_http_upload_ctx_t *ctx)
     }
 
     ctx->committed = 1;
+
+    if (ctx->fence.len) {
+        /* a complete's: its session is never to be merged again */
+        ngx_http_upload_session_stored(ctx);
+    }
 
     if (ctx->index && ctx->conf->dedup && !ctx->exists) {
         /* answers once the content is indexed */

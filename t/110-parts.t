@@ -347,3 +347,19 @@ UploadTest::redis("hset", "upload:{default}:mpu:storedstoredstoredstored", "stat
 [404, 404, 404]
 --- response_body_like eval
 [qr/"code":"NoSuchUpload"/, qr/"code":"NoSuchUpload"/, qr/"code":"NoSuchUpload"/]
+
+
+
+=== TEST 15: a session "recorded" (its complete recorded the object but died before the file was in place) is taken over like one "completing"
+--- init
+UploadTest::make_session("default", "recorded.txt", "recordedrecordedrecorded");
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload";
+qx{curl -s -o /dev/null -X PUT --data-binary 'first-part|' '$url/recorded.txt?uploadId=recordedrecordedrecorded&partNumber=1'};
+UploadTest::redis("hset", "upload:{default}:mpu:recordedrecordedrecorded", "state", "recorded", "holder", "dead");
+--- config eval: $::Config
+--- request eval
+"POST /upload/recorded.txt?uploadId=recordedrecordedrecorded\n" . main::complete_body([1, $::P1])
+--- error_code: 200
+--- response_body_like: "key":"recorded.txt".*"parts":1
+--- error_log
+takes over from an earlier one whose lease lapsed
