@@ -56,6 +56,13 @@ void fuzz_env_destroy(fuzz_env_t *env);
 /* "size" bytes in an allocation of exactly that size (no NUL after) */
 u_char *fuzz_dup(ngx_pool_t *pool, const u_char *data, size_t size);
 
+/*
+ * A parser ("what") declined: it named a code and a message, and the
+ * module's error answer for them is a 400 with a JSON object.
+ */
+void fuzz_check_declined(ngx_http_request_t *r, const char *what,
+    const char *code, const char *message);
+
 /* a broken invariant: the message, then abort() (libFuzzer keeps the input) */
 void fuzz_fail(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));

@@ -34,7 +34,6 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     u_char                 *p;
-    cJSON                  *json;
     ngx_int_t               rc;
     ngx_str_t               value, url;
     ngx_uint_t              i;
@@ -88,19 +87,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_cstring(&app.secret, "secret");
 
     } else {
-        fuzz_check(code != NULL && message != NULL,
-                   "app_parse: declined without a code and a message");
-
-        rc = ngx_http_upload_send_error(env.request, NGX_HTTP_BAD_REQUEST,
-                                        code, message);
-
-        fuzz_check(rc == NGX_OK && fuzz_sent.status == NGX_HTTP_BAD_REQUEST,
-                   "send_error: no 400 sent");
-
-        json = cJSON_ParseWithLength((char *) fuzz_sent.body.data,
-                                     fuzz_sent.body.len);
-        fuzz_check(cJSON_IsObject(json), "send_error: not a JSON object");
-        cJSON_Delete(json);
+        fuzz_check_declined(env.request, "app_parse", code, message);
     }
 
     /* the form parser on its own, whatever the body looks like */

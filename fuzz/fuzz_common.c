@@ -11,6 +11,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
+#include <cjson/cJSON.h>
+
 #include "fuzz.h"
 
 
@@ -156,6 +158,36 @@ fuzz_env_destroy(fuzz_env_t *env)
         ngx_destroy_pool(env->pool);
         env->pool = NULL;
     }
+}
+
+
+void
+fuzz_check_declined(ngx_http_request_t *r, const char *what,
+    const char *code, const char *message)
+{
+    cJSON      *json;
+    ngx_int_t   rc;
+
+    if (code == NULL || message == NULL) {
+        fuzz_fail("%s: declined without a code and a message", what);
+    }
+
+    ngx_memzero(&fuzz_sent, sizeof(fuzz_sent_t));
+
+    rc = ngx_http_upload_send_error(r, NGX_HTTP_BAD_REQUEST, code, message);
+
+    if (rc != NGX_OK || fuzz_sent.status != NGX_HTTP_BAD_REQUEST) {
+        fuzz_fail("%s: send_error: no 400 sent", what);
+    }
+
+    json = cJSON_ParseWithLength((char *) fuzz_sent.body.data,
+                                 fuzz_sent.body.len);
+
+    if (!cJSON_IsObject(json)) {
+        fuzz_fail("%s: send_error: not a JSON object", what);
+    }
+
+    cJSON_Delete(json);
 }
 
 

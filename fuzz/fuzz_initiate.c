@@ -84,22 +84,7 @@ fuzz_initiate(fuzz_env_t *env, u_char *data, size_t size)
                "initiate_parse: NGX_OK or NGX_DECLINED");
 
     if (rc != NGX_OK) {
-        fuzz_check(code != NULL && message != NULL,
-                   "initiate_parse: declined without a code and a message");
-
-        ngx_memzero(&fuzz_sent, sizeof(fuzz_sent_t));
-
-        rc = ngx_http_upload_send_error(env->request, NGX_HTTP_BAD_REQUEST,
-                                        code, message);
-
-        fuzz_check(rc == NGX_OK && fuzz_sent.status == NGX_HTTP_BAD_REQUEST,
-                   "send_error: no 400 sent");
-
-        json = cJSON_ParseWithLength((char *) fuzz_sent.body.data,
-                                     fuzz_sent.body.len);
-        fuzz_check(cJSON_IsObject(json), "send_error: not a JSON object");
-        cJSON_Delete(json);
-
+        fuzz_check_declined(env->request, "initiate_parse", code, message);
         return;
     }
 
