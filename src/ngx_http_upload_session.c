@@ -37,6 +37,10 @@ typedef struct {
 
 static ngx_int_t ngx_http_upload_session_keys(ngx_http_request_t *r,
     ngx_str_t *app, ngx_str_t *id, ngx_str_t *keys);
+static ngx_int_t ngx_http_upload_session_run(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session, const char *script, int nargs,
+    ngx_str_t *args, ngx_http_upload_redis_handler_pt reply_handler,
+    ngx_http_upload_session_handler_pt handler);
 static ngx_int_t ngx_http_upload_session_eval(ngx_http_request_t *r,
     ngx_http_upload_session_t *session, const char *script, int nkeys,
     ngx_str_t *keys, int nargs, ngx_str_t *args,
@@ -535,6 +539,28 @@ ngx_http_upload_session_eval(ngx_http_request_t *r,
 }
 
 
+/* a script on all of the session's keys, for a session handler */
+
+static ngx_int_t
+ngx_http_upload_session_run(ngx_http_request_t *r,
+    ngx_http_upload_session_t *session, const char *script, int nargs,
+    ngx_str_t *args, ngx_http_upload_redis_handler_pt reply_handler,
+    ngx_http_upload_session_handler_pt handler)
+{
+    ngx_str_t  keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_upload_session_eval(r, session, script,
+                                        NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                        nargs, args, reply_handler, handler);
+}
+
+
 /* EVAL script nkeys keys... args...: NGX_HTTP_UPLOAD_PENDING or a status */
 
 static ngx_int_t
@@ -599,16 +625,10 @@ ngx_http_upload_session_create(ngx_http_request_t *r,
     ngx_http_upload_session_handler_pt handler)
 {
     u_char                      *p;
-    ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[10];
+    ngx_str_t                    args[10];
     ngx_http_upload_loc_conf_t  *ulcf;
 
     ulcf = ngx_http_get_module_loc_conf(r, ngx_http_upload_module);
-
-    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     p = ngx_pnalloc(r->pool, 4 * NGX_OFF_T_LEN);
     if (p == NULL) {
@@ -643,12 +663,11 @@ ngx_http_upload_session_create(ngx_http_request_t *r,
     args[8] = session->metadata;
     args[9] = session->id;
 
-    return ngx_http_upload_session_eval(r, session,
-                                        ngx_http_upload_create_script,
-                                        NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
-                                        10, args,
-                                        ngx_http_upload_session_created,
-                                        handler);
+    return ngx_http_upload_session_run(r, session,
+                                       ngx_http_upload_create_script,
+                                       10, args,
+                                       ngx_http_upload_session_created,
+                                       handler);
 }
 
 
@@ -745,23 +764,14 @@ ngx_http_upload_session_abort(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler)
 {
-    ngx_str_t  keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[2];
-
-    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_str_t  args[2];
 
     args[0] = session->key;
     args[1] = session->id;
 
-    return ngx_http_upload_session_eval(r, session,
-                                        ngx_http_upload_abort_script,
-                                        NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
-                                        2, args,
-                                        ngx_http_upload_session_aborted,
-                                        handler);
+    return ngx_http_upload_session_run(r, session, ngx_http_upload_abort_script,
+                                       2, args, ngx_http_upload_session_aborted,
+                                       handler);
 }
 
 
@@ -802,23 +812,14 @@ ngx_http_upload_session_find(ngx_http_request_t *r,
     ngx_http_upload_session_t *session,
     ngx_http_upload_session_handler_pt handler)
 {
-    ngx_str_t  keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[2];
-
-    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_str_t  args[2];
 
     args[0] = session->sha256;
     args[1] = session->key;
 
-    return ngx_http_upload_session_eval(r, session,
-                                        ngx_http_upload_find_script,
-                                        NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
-                                        2, args,
-                                        ngx_http_upload_session_found,
-                                        handler);
+    return ngx_http_upload_session_run(r, session, ngx_http_upload_find_script,
+                                       2, args, ngx_http_upload_session_found,
+                                       handler);
 }
 
 
