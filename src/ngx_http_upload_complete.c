@@ -409,6 +409,13 @@ ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx, ngx_int_t status)
         return;
 
     default:
+        /*
+         * No answer: the begin may have run all the same (Redis went away
+         * before its reply came), so the session is given back; the
+         * reopen is fenced by the lease's token and does nothing if not.
+         */
+
+        ngx_http_upload_session_reopen(ctx);
         ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
         return;
     }

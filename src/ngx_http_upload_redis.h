@@ -50,5 +50,13 @@ ngx_int_t ngx_http_upload_redis_command(ngx_http_request_t *r,
     ngx_http_upload_redis_handler_pt handler, void *data,
     int argc, const char **argv, const size_t *argvlen);
 
+/*
+ * Sends a command of no request's, fenced and idempotent, again a few
+ * times if Redis is away or does not answer (ngx_http_upload_redis_detached.c);
+ * "lost" is logged if it is given up on.
+ */
+void ngx_http_upload_redis_detached(ngx_http_upload_redis_t *redis,
+    ngx_msec_t timeout, const u_char *lost, int argc, const char **argv,
+    const size_t *argvlen);
 
 #endif /* _NGX_HTTP_UPLOAD_REDIS_H_INCLUDED_ */

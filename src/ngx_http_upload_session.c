@@ -74,8 +74,6 @@ static void ngx_http_upload_session_renewed(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static void ngx_http_upload_session_detached(ngx_http_upload_ctx_t *ctx,
     u_char *lost, int argc, const char **argv, const size_t *argvlen);
-static void ngx_http_upload_session_ignore(ngx_http_request_t *r,
-    void *data, redisReply *reply);
 static ngx_int_t ngx_http_upload_session_redis(ngx_http_request_t *r,
     const char *script, int nkeys, ngx_str_t *keys, int nargs,
     ngx_str_t *args, ngx_http_upload_redis_handler_pt handler, void *data);
@@ -1820,35 +1818,16 @@ ngx_http_upload_session_forget(ngx_http_upload_ctx_t *ctx)
 
 
 /*
- * A command of no request (the request may be on its way out): what is
- * lost when Redis does not take it is logged, whether it could not be
- * sent or failed.
+ * A command of no request (the request may be on its way out): sent again
+ * while Redis is away; what is given up on is logged.
  */
 
 static void
 ngx_http_upload_session_detached(ngx_http_upload_ctx_t *ctx, u_char *lost,
     int argc, const char **argv, const size_t *argvlen)
 {
-    if (ngx_http_upload_redis_command(NULL, ctx->conf->redis,
-                                      ctx->conf->redis_timeout,
-                                      ngx_http_upload_session_ignore, lost,
-                                      argc, argv, argvlen)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "upload: %s", lost);
-    }
-}
-
-
-static void
-ngx_http_upload_session_ignore(ngx_http_request_t *r, void *data,
-    redisReply *reply)
-{
-    u_char *what = data;
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "upload: %s", what);
-    }
+    ngx_http_upload_redis_detached(ctx->conf->redis, ctx->conf->redis_timeout,
+                                   lost, argc, argv, argvlen);
 }
 
 

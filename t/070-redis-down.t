@@ -29,11 +29,30 @@ if ($ctl_pid == 0) {
          $ENV{TEST_NGINX_OWN_REDIS_PORT}, $ctl_dir) or POSIX::_exit(1);
 }
 
+# a proxy to the suite's Redis that loses the answer to a complete's begin
+$ENV{TEST_NGINX_MUTE_PORT} ||= $ENV{TEST_NGINX_CTL_PORT} + 1;
+
+my $mute_pid = fork();
+
+if ($mute_pid == 0) {
+    exec($^X, "$FindBin::Bin/util/mute-proxy.pl", $ENV{TEST_NGINX_MUTE_PORT},
+         $ENV{TEST_NGINX_REDIS_PORT}, "'state', 'completing', 'holder'")
+        or POSIX::_exit(1);
+}
+
 END {
+    # the children's exit status is not this file's
+    local $?;
+
     if ($ctl_pid) {
         kill 'TERM', $ctl_pid;
         waitpid $ctl_pid, 0;
         system("rm", "-rf", $ctl_dir);
+    }
+
+    if ($mute_pid) {
+        kill 'TERM', $mute_pid;
+        waitpid $mute_pid, 0;
     }
 }
 
@@ -48,6 +67,67 @@ sub ctl {
     local $/;
     my $resp = <$s>;
     die "ctl-server: $what failed" unless $resp =~ /^HTTP\/1.1 200/;
+}
+
+# nginx frozen while its Redis is killed, so that it sees Redis gone only
+# in the middle of what it was doing
+sub freeze_and_kill_redis {
+    open my $p, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die;
+    chomp(my $nginx = <$p>);
+    kill 'STOP', $nginx;
+    ctl("kill");
+    kill 'CONT', $nginx;
+}
+
+# A sliced upload of "key" (parts of 16 MiB of c1 and of c2: a merge long
+# enough to be caught in the middle) whose complete sees its Redis killed
+# once it has taken the session: it answers 503 and stores nothing.
+sub complete_meets_dead_redis {
+    my ($name, $key, $c1, $c2) = @_;
+    my $html = $ENV{TEST_NGINX_HTML_DIR};
+    my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984)
+              . "/upload/$key";
+
+    ctl("start");
+    my ($id, $sha) = UploadTest::sliced_two_big_parts($html, $key, $c1, $c2);
+    my $pid = UploadTest::complete_in_background($url, $id, $html,
+                                                 "$html/answer1");
+    Test::More::ok(UploadTest::wait_session_state(
+                       $ENV{TEST_NGINX_OWN_REDIS_PORT}, "default", $id,
+                       "completing"),
+                   "$name: the complete took the session");
+    freeze_and_kill_redis();
+    waitpid $pid, 0;
+    my $answer = do { local (@ARGV, $/) = "$html/answer1"; <> } // '';
+    Test::More::like($answer, qr/"code":"ServiceUnavailable"/,
+                     "$name: the complete answered 503");
+    Test::More::ok(!-e "$html/store/default/$key", "$name: nothing at the key");
+
+    return ($html, $url, $id, $sha);
+}
+
+# a complete of upload "id" retried after a failed one: it stores the
+# object once; a third one gets the same answer; no temporary file is left
+sub check_retried_complete {
+    my ($name, $html, $url, $id, $sha) = @_;
+    my ($key) = $url =~ m{/upload/(.*)};
+    my $answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
+    Test::More::like($answer, qr/"key":"\Q$key\E".*"sha256":"$sha"/,
+                     "$name: the retried complete stored the object");
+    Test::More::is(eval { Digest::SHA->new(256)
+                              ->addfile("$html/store/default/$key")
+                              ->hexdigest } // "no file",
+                   $sha, "$name: the object has the parts' bytes");
+    $answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
+    Test::More::like($answer, qr/"key":"\Q$key\E".*"sha256":"$sha"/,
+                     "$name: a third complete gets the same answer");
+    my @left;
+    for (1 .. 50) {
+        @left = grep { !m{/p[12]$} } glob("$html/store/.upload-tmp/*");
+        last unless @left;
+        select undef, undef, undef, 0.1;
+    }
+    Test::More::is("@left", "", "$name: no temporary file left");
 }
 
 our $RedisDownConfig = <<"_EOC_";
@@ -66,6 +146,9 @@ our $Locations = <<'_EOC_';
         autoindex_format json;
     }
 _EOC_
+
+# a short lease: a complete cut off from Redis is taken over soon
+our $LeaseConfig = $RedisDownConfig . "    upload_complete_lease 2s;\n";
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -136,55 +219,84 @@ back
 
 
 
-=== TEST 4: Redis killed in the middle of a complete: 503 and nothing at the key; with Redis back, the retried complete takes the session over and stores the object once
---- http_config eval
-"upload_redis 127.0.0.1:$ENV{TEST_NGINX_OWN_REDIS_PORT};
-upload_redis_timeout 1s;
-upload_store \$TEST_NGINX_HTML_DIR/store;
-upload_complete_lease 2s;"
+=== TEST 4: Redis killed in the middle of a complete: 503 and nothing at the key; once Redis is back, the failed complete gives the session back, and the retried complete stores the object once
+--- http_config eval: $::LeaseConfig
 --- init
+my ($html, $url, $id, $sha) = main::complete_meets_dead_redis("TEST 4", "mid.bin", "A", "B");
 main::ctl("start");
-my $html = $ENV{TEST_NGINX_HTML_DIR};
-my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/mid.bin";
-# two parts of 16 MiB: long enough a merge to be caught in the middle
-my ($id, $sha) = UploadTest::sliced_two_big_parts($html, "mid.bin", "A", "B");
-my $pid = UploadTest::complete_in_background($url, $id, $html, "$html/answer1");
-# the complete has taken the session: freeze nginx, kill Redis, go on
+# the give-back is sent again until Redis takes it
 Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_OWN_REDIS_PORT},
-                   "default", $id, "completing"),
-               "TEST 4: the complete took the session");
-open my $p, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die;
-chomp(my $nginx = <$p>);
-kill 'STOP', $nginx;
-main::ctl("kill");
-kill 'CONT', $nginx;
-waitpid $pid, 0;
-my $answer = do { local (@ARGV, $/) = "$html/answer1"; <> } // '';
-Test::More::like($answer, qr/"code":"ServiceUnavailable"/, "TEST 4: the complete answered 503");
-Test::More::ok(!-e "$html/store/default/mid.bin", "TEST 4: nothing at the key");
-main::ctl("start?settle=2.5");
-# the failed complete could not give the session back: Redis was away
-Test::More::is(scalar qx{redis-cli -p $ENV{TEST_NGINX_OWN_REDIS_PORT} hget upload:{default}:mpu:$id state},
-               "completing\n", "TEST 4: the session is still taken after the restart");
-$answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
-Test::More::like($answer, qr/"key":"mid.bin".*"sha256":"$sha"/, "TEST 4: the retried complete stored the object");
-Test::More::is(Digest::SHA->new(256)->addfile("$html/store/default/mid.bin")->hexdigest,
-               $sha, "TEST 4: the object has the parts' bytes");
-$answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
-Test::More::like($answer, qr/"key":"mid.bin".*"sha256":"$sha"/, "TEST 4: a third complete gets the same answer");
-my @left;
-for (1 .. 50) {
-    @left = grep { !m{/p[12]$} } glob("$html/store/.upload-tmp/*");
-    last unless @left;
-    select undef, undef, undef, 0.1;
-}
-Test::More::is("@left", "", "TEST 4: no temporary file left");
+                   "default", $id, "open"),
+               "TEST 4: the session is given back once Redis is back");
+main::check_retried_complete("TEST 4", $html, $url, $id, $sha);
 --- request
 GET /upload/mid.bin?meta
 --- error_code: 200
 --- response_body_like: "size":33554432,
---- error_log
-could not be reopened after a failed complete
-takes over from an earlier one whose lease lapsed
+--- no_error_log
+could not be reopened
+takes over from an earlier one
 --- timeout: 20
 
+
+
+=== TEST 5: Redis runs a complete's begin but its answer never comes: 503, and the complete gives the session back at once instead of leaving it taken until its lease lapses
+--- http_config eval
+"upload_redis 127.0.0.1:$ENV{TEST_NGINX_MUTE_PORT};
+upload_redis_timeout 1s;
+upload_store \$TEST_NGINX_HTML_DIR/store;"
+--- init
+my $html = $ENV{TEST_NGINX_HTML_DIR};
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/mute.bin";
+my $redis = "redis-cli -p $ENV{TEST_NGINX_REDIS_PORT}";
+my ($id, $sha) = UploadTest::sliced_two_big_parts($html, "mute.bin", "C", "D");
+my $answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
+Test::More::like($answer, qr/"code":"ServiceUnavailable"/, "TEST 5: the complete answered 503");
+# the begin ran: the session was taken, then given back
+Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
+                   "default", $id, "open"),
+               "TEST 5: the session is open again");
+Test::More::is(scalar qx{$redis hexists upload:{default}:mpu:$id holder}
+               . qx{$redis exists upload:{default}:mpu:$id:lease},
+               "0\n0\n", "TEST 5: no holder, no lease");
+$answer = qx{curl -s -X POST --data-binary '\@$html/complete.json' '$url?uploadId=$id'};
+Test::More::like($answer, qr/"key":"mute.bin".*"sha256":"$sha"/, "TEST 5: the retried complete stored the object");
+--- request
+GET /upload/mute.bin?meta
+--- error_code: 200
+--- response_body_like: "size":33554432,
+--- error_log
+command timed out
+--- no_error_log
+takes over from an earlier one
+could not be reopened
+[alert]
+--- timeout: 20
+
+
+
+=== TEST 6: Redis away for longer than the give-back is sent again: that is logged, and the retried complete takes the session over, its lease lapsed
+--- http_config eval: $::LeaseConfig
+--- init
+my ($html, $url, $id, $sha) = main::complete_meets_dead_redis("TEST 6", "long.bin", "E", "F");
+# about 16 s of attempts (ngx_http_upload_redis_detached.c)
+my $log = "$ENV{TEST_NGINX_SERVER_ROOT}/logs/error.log";
+my $given_up;
+for (1 .. 300) {
+    $given_up = grep { /could not be reopened/ } do { open my $l, '<', $log; <$l> };
+    last if $given_up;
+    select undef, undef, undef, 0.1;
+}
+Test::More::ok($given_up, "TEST 6: the give-back is given up on, and logged");
+# past nginx's reconnect backoff (2 s at most)
+main::ctl("start?settle=2.5");
+Test::More::is(scalar qx{redis-cli -p $ENV{TEST_NGINX_OWN_REDIS_PORT} hget upload:{default}:mpu:$id state},
+               "completing\n", "TEST 6: the session is still taken after the restart");
+main::check_retried_complete("TEST 6", $html, $url, $id, $sha);
+--- request
+GET /upload/long.bin?meta
+--- error_code: 200
+--- response_body_like: "size":33554432,
+--- error_log
+takes over from an earlier one whose lease lapsed
+--- timeout: 40
