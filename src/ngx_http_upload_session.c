@@ -60,6 +60,7 @@ static void ngx_http_upload_session_checked(ngx_http_request_t *r,
     void *data, redisReply *reply);
 static ngx_int_t ngx_http_upload_part_in_place(ngx_http_upload_ctx_t *ctx,
     off_t part_size);
+static ngx_int_t ngx_http_upload_part_claimed(ngx_http_upload_ctx_t *ctx);
 static void ngx_http_upload_part_release(void *data);
 static void ngx_http_upload_part_recorded(ngx_http_request_t *r,
     void *data, redisReply *reply);
@@ -1195,7 +1196,16 @@ ngx_http_upload_session_checked(ngx_http_request_t *r, void *data,
 
     redisReply  *how;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+    if (reply == NULL) {
+        /* no answer: the check may have claimed the place all the same */
+
+        (void) ngx_http_upload_part_claimed(ctx);
+
+        ngx_http_finalize_request(r, ngx_http_upload_redis_unavailable(r));
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY
         || reply->elements == 0
         || reply->element[0]->type != REDIS_REPLY_INTEGER)
     {
@@ -1234,33 +1244,15 @@ ngx_http_upload_session_checked(ngx_http_request_t *r, void *data,
 static ngx_int_t
 ngx_http_upload_part_in_place(ngx_http_upload_ctx_t *ctx, off_t part_size)
 {
-    u_char                     *p;
-    size_t                      dir;
-    ngx_str_t                   keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_request_t         *r;
-    ngx_http_upload_session_t  *session;
+    u_char              *p;
+    size_t               dir;
+    ngx_http_request_t  *r;
 
     r = ctx->request;
-    session = ctx->session;
 
-    /* the claim's key, for the cleanup that may give it back */
-
-    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
-        != NGX_OK)
-    {
+    if (ngx_http_upload_part_claimed(ctx) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    ctx->slot_key = keys[4];
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_upload_part_release;
-    cln->data = ctx;
 
     for (dir = ctx->path.len; ctx->path.data[dir - 1] != '/'; dir--) {
         /* void */
@@ -1280,6 +1272,43 @@ ngx_http_upload_part_in_place(ngx_http_upload_ctx_t *ctx, off_t part_size)
     ctx->temp = ctx->path;
     ctx->offset = (off_t) (ctx->part_number - 1) * part_size;
     ctx->shared = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A claim on the part's place, or maybe one (its check got no answer):
+ * given back when the request ends with the part unrecorded; the release
+ * is fenced by the claim's token, ctx->slot.
+ */
+
+static ngx_int_t
+ngx_http_upload_part_claimed(ngx_http_upload_ctx_t *ctx)
+{
+    ngx_str_t                   keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_request_t         *r;
+    ngx_http_upload_session_t  *session;
+
+    r = ctx->request;
+    session = ctx->session;
+
+    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->slot_key = keys[4];
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_upload_part_release;
+    cln->data = ctx;
 
     return NGX_OK;
 }

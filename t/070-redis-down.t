@@ -9,6 +9,7 @@ use UploadTest;
 use POSIX ();
 use IO::Socket::INET;
 use Digest::SHA ();
+use Digest::MD5 ();
 
 repeat_each(1);
 no_shuffle();
@@ -29,15 +30,40 @@ if ($ctl_pid == 0) {
          $ENV{TEST_NGINX_OWN_REDIS_PORT}, $ctl_dir) or POSIX::_exit(1);
 }
 
-# a proxy to the suite's Redis that loses the answer to a complete's begin
+# a proxy to the suite's Redis that loses an answer (t/util/mute-proxy.pl),
+# started by the blocks that need it
 $ENV{TEST_NGINX_MUTE_PORT} ||= $ENV{TEST_NGINX_CTL_PORT} + 1;
 
-my $mute_pid = fork();
+my $mute_pid;
 
-if ($mute_pid == 0) {
-    exec($^X, "$FindBin::Bin/util/mute-proxy.pl", $ENV{TEST_NGINX_MUTE_PORT},
-         $ENV{TEST_NGINX_REDIS_PORT}, "'state', 'completing', 'holder'")
-        or POSIX::_exit(1);
+sub stop_mute_proxy {
+    return unless $mute_pid;
+    kill 'TERM', $mute_pid;
+    waitpid $mute_pid, 0;
+    undef $mute_pid;
+}
+
+# the answer to the first command that contains each of @markers is lost
+sub mute_proxy {
+    my @markers = @_;
+
+    stop_mute_proxy();
+    $mute_pid = fork() // die "fork: $!";
+
+    if ($mute_pid == 0) {
+        exec($^X, "$FindBin::Bin/util/mute-proxy.pl",
+             $ENV{TEST_NGINX_MUTE_PORT}, $ENV{TEST_NGINX_REDIS_PORT},
+             @markers)
+            or POSIX::_exit(1);
+    }
+
+    for (1 .. 100) {
+        return if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                        PeerPort => $ENV{TEST_NGINX_MUTE_PORT});
+        select undef, undef, undef, 0.05;
+    }
+
+    die "mute-proxy: not listening on $ENV{TEST_NGINX_MUTE_PORT}";
 }
 
 END {
@@ -50,10 +76,7 @@ END {
         system("rm", "-rf", $ctl_dir);
     }
 
-    if ($mute_pid) {
-        kill 'TERM', $mute_pid;
-        waitpid $mute_pid, 0;
-    }
+    stop_mute_proxy();
 }
 
 sleep 1;
@@ -246,6 +269,7 @@ takes over from an earlier one
 upload_redis_timeout 1s;
 upload_store \$TEST_NGINX_HTML_DIR/store;"
 --- init
+main::mute_proxy("'state', 'completing', 'holder'");
 my $html = $ENV{TEST_NGINX_HTML_DIR};
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/mute.bin";
 my $redis = "redis-cli -p $ENV{TEST_NGINX_REDIS_PORT}";
@@ -300,3 +324,40 @@ GET /upload/long.bin?meta
 --- error_log
 takes over from an earlier one whose lease lapsed
 --- timeout: 40
+
+
+
+=== TEST 7: Redis runs a part's check but its answer never comes: 503, and the part gives back the place it may have claimed, so that it can be sent again in place
+--- http_config eval
+"upload_redis 127.0.0.1:$ENV{TEST_NGINX_MUTE_PORT};
+upload_redis_timeout 1s;
+upload_store \$TEST_NGINX_HTML_DIR/store;"
+--- config
+    location /upload/ { upload on; upload_min_part_size 1; }
+--- init
+main::mute_proxy("'HSETNX', KEYS[5]");
+my $id = "mutedcheckmutedcheck0001";
+my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/part.txt?uploadId=$id&partNumber=1";
+my $dir = "$ENV{TEST_NGINX_HTML_DIR}/store/.upload-parts/default/$id";
+UploadTest::make_session("default", "part.txt", $id, 0, { size => 40, part_size => 16 });
+my $answer = qx{curl -s -X PUT --data-binary 0123456789abcdef '$url'};
+Test::More::like($answer, qr/"code":"ServiceUnavailable"/, "TEST 7: the part answered 503");
+my $claimed;
+for (1 .. 50) {
+    $claimed = qx{redis-cli -p $ENV{TEST_NGINX_REDIS_PORT} hexists upload:{default}:mpu:$id:slots 1};
+    last if $claimed eq "0\n";
+    select undef, undef, undef, 0.1;
+}
+Test::More::is($claimed, "0\n", "TEST 7: the place is not claimed any more");
+$answer = qx{curl -s -X PUT --data-binary 0123456789abcdef '$url'};
+Test::More::like($answer, qr/"part_number":1,"size":16,"etag":"${\ Digest::MD5::md5_hex("0123456789abcdef")}"/, "TEST 7: the part sent again is stored");
+Test::More::is(join(" ", map { s{.*/}{}r } glob("$dir/*")), "data", "TEST 7: in place: the session's data file, no file of its own");
+--- request
+GET /upload/part.txt?uploadId=mutedcheckmutedcheck0001
+--- error_code: 200
+--- response_body_like: "part_number":1,"size":16,
+--- error_log
+command timed out
+--- no_error_log
+could not be given back
+[alert]

@@ -3,12 +3,12 @@
 # make a command run in Redis while its sender never hears back, as when
 # Redis goes away between running a command and answering it.
 #
-#   mute-proxy.pl <listen-port> <redis-port> <marker>
+#   mute-proxy.pl <listen-port> <redis-port> <marker>...
 #
 # Every connection is relayed both ways, until a client sends bytes that
-# contain <marker>: from then on nothing more comes back to that client
-# (Redis still gets and runs what it sends).  Only the first connection
-# to send the marker is muted; later ones are relayed as usual.
+# contain a marker: from then on nothing more comes back to that client
+# (Redis still gets and runs what it sends).  Each marker mutes only the
+# first connection that sends it; later ones are relayed as usual.
 
 use strict;
 use warnings;
@@ -16,7 +16,7 @@ use warnings;
 use IO::Select;
 use IO::Socket::INET;
 
-my ($port, $redis_port, $marker) = @ARGV;
+my ($port, $redis_port, @markers) = @ARGV;
 
 my $server = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
                                    LocalPort => $port, Listen => 16,
@@ -25,7 +25,6 @@ my $server = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
 
 my $select = IO::Select->new($server);
 my (%peer, %muted);
-my $fired = 0;
 
 sub drop {
     my $s = shift;
@@ -67,10 +66,14 @@ while (1) {
 
         my $p = $peer{$s} or next;
 
-        if (exists $muted{$p} && !$fired && index($buf, $marker) >= 0) {
+        if (exists $muted{$p}) {
             # $s is a client and $p its Redis: mute what comes back
-            $muted{$p} = 1;
-            $fired = 1;
+            for my $i (0 .. $#markers) {
+                next unless index($buf, $markers[$i]) >= 0;
+                $muted{$p} = 1;
+                splice @markers, $i, 1;
+                last;
+            }
         }
 
         next if $muted{$s};
