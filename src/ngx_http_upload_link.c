@@ -617,10 +617,20 @@ ngx_http_upload_link_uncount(void *data)
     argv[3] = (char *) link->key.data;
     argvlen[3] = link->key.len;
 
-    (void) ngx_http_upload_redis_command(NULL, ctx->conf->redis,
-                                         ctx->conf->redis_timeout,
-                                         ngx_http_upload_link_ignore, NULL,
-                                         4, argv, argvlen);
+    /*
+     * Sent once: a count given back twice would let the link take one
+     * file more than it allows (ngx_http_upload_redis_detached would
+     * send it again after a timeout, when it may have run).
+     */
+
+    if (ngx_http_upload_redis_command(NULL, ctx->conf->redis,
+                                      ctx->conf->redis_timeout,
+                                      ngx_http_upload_link_ignore, NULL,
+                                      4, argv, argvlen)
+        != NGX_OK)
+    {
+        ngx_http_upload_link_ignore(NULL, NULL, NULL);
+    }
 }
 
 
