@@ -121,7 +121,8 @@ ngx_http_upload_complete(ngx_http_request_t *r,
 
 /*
  * Whatever ends the request (an error on any step, a client gone, a
- * timeout), a session it took ("completing") is given back.
+ * timeout), a session it took ("completing") is given back; so is one
+ * its start may have taken, the answer still to come.
  */
 
 static void
@@ -141,7 +142,7 @@ ngx_http_upload_complete_cleanup(void *data)
         ngx_del_timer(&cp->renew);
     }
 
-    if (cp->began && !cp->closed) {
+    if ((cp->began || cp->asking) && !cp->closed) {
         if (ctx->committed) {
             /* stored: the session is spent, never given back */
             ngx_http_upload_session_forget(ctx);
@@ -411,8 +412,10 @@ ngx_http_upload_complete_begun(ngx_http_upload_ctx_t *ctx, ngx_int_t status)
     default:
         /*
          * No answer: the begin may have run all the same (Redis went away
-         * before its reply came), so the session is given back; the
-         * reopen is fenced by the lease's token and does nothing if not.
+         * before its reply came), so the session is given back.  The
+         * reopen is fenced by the lease's token: it does nothing if the
+         * begin did not run, and if it overtakes a begin still on its way,
+         * the session is taken over once the lease lapses, as before.
          */
 
         ngx_http_upload_session_reopen(ctx);

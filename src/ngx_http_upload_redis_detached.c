@@ -6,9 +6,10 @@
  * outage: a complete that failed gives its session back, a part that
  * failed gives back its place, a stored object closes its session.  Each
  * is fenced by a token and idempotent, so it is simply sent again, a few
- * times over about NGX_HTTP_UPLOAD_DETACHED_SPAN ms, when Redis refused
- * it, was away, or did not answer in time (it may have run then).  What
- * is given up on is logged with the caller's words.
+ * times over about 16 s, when Redis refused it, was away, was not ready
+ * (loading its data, busy with a script, a read-only replica), or did not
+ * answer in time (it may have run then).  What is given up on is logged
+ * with the caller's words.
  */
 
 
@@ -30,6 +31,7 @@ typedef struct {
     ngx_msec_t                    delay;
     ngx_uint_t                    tries;
     const u_char                 *lost;
+    unsigned                      last:1;
     int                           argc;
     const char                  **argv;
     size_t                       *argvlen;
@@ -39,6 +41,7 @@ typedef struct {
 static void ngx_http_upload_detached_send(ngx_http_upload_detached_t *d);
 static void ngx_http_upload_detached_reply(ngx_http_request_t *r,
     void *data, redisReply *reply);
+static ngx_uint_t ngx_http_upload_detached_final(redisReply *reply);
 static void ngx_http_upload_detached_later(ngx_http_upload_detached_t *d);
 static void ngx_http_upload_detached_timer(ngx_event_t *ev);
 
@@ -89,12 +92,15 @@ ngx_http_upload_redis_detached(ngx_http_upload_redis_t *redis,
         p = ngx_cpymem(p, argv[i], argvlen[i]);
     }
 
-    /* a worker that exits does not wait for a retry */
+    /*
+     * Not cancelable: an exiting worker makes the attempt that is due
+     * (8 s at the most, or at once if it leaves meanwhile) and logs the
+     * loss if it fails, rather than dropping the command unsaid.
+     */
 
     d->timer.handler = ngx_http_upload_detached_timer;
     d->timer.data = d;
     d->timer.log = ngx_cycle->log;
-    d->timer.cancelable = 1;
 
     ngx_http_upload_detached_send(d);
 }
@@ -125,7 +131,12 @@ ngx_http_upload_detached_reply(ngx_http_request_t *r, void *data,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* the script itself failed: sending it again would not help */
+
+        if (!ngx_http_upload_detached_final(reply)) {
+            ngx_http_upload_detached_later(d);
+            return;
+        }
+
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "upload: %s (redis: %*s)", d->lost,
                       (size_t) reply->len, reply->str);
@@ -135,22 +146,62 @@ ngx_http_upload_detached_reply(ngx_http_request_t *r, void *data,
 }
 
 
+/*
+ * "ERR ..." (the script failed) and "WRONGTYPE ..." would come again;
+ * the others ("LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN",
+ * "NOAUTH" ...) say that Redis did not run it and may later.
+ */
+
+static ngx_uint_t
+ngx_http_upload_detached_final(redisReply *reply)
+{
+    return (reply->len >= 3 && ngx_strncmp(reply->str, "ERR", 3) == 0)
+           || (reply->len >= 9
+               && ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0);
+}
+
+
+/*
+ * A worker that leaves (a reload) makes one last attempt at once, on a
+ * new connection if need be: its connection to Redis may have just been
+ * closed with the request that gave the command (worker_shutdown_timeout).
+ */
+
 static void
 ngx_http_upload_detached_later(ngx_http_upload_detached_t *d)
 {
-    if (d->tries++ == NGX_HTTP_UPLOAD_DETACHED_TRIES
-        || ngx_exiting || ngx_terminate || ngx_quit)
-    {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "upload: %s", d->lost);
-        ngx_free(d);
-        return;
+    ngx_msec_t  delay;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+
+        if (d->last || ngx_terminate) {
+            goto lost;
+        }
+
+        d->last = 1;
+        delay = 1;
+
+    } else {
+
+        if (d->tries++ == NGX_HTTP_UPLOAD_DETACHED_TRIES) {
+            goto lost;
+        }
+
+        delay = d->delay;
+        d->delay *= 2;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "upload: redis command %p again in %M ms", d, d->delay);
+                   "upload: redis command %p again in %M ms", d, delay);
 
-    ngx_add_timer(&d->timer, d->delay);
-    d->delay *= 2;
+    ngx_add_timer(&d->timer, delay);
+
+    return;
+
+lost:
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0, "upload: %s", d->lost);
+    ngx_free(d);
 }
 
 

@@ -1508,6 +1508,7 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     void (*handler)(ngx_http_upload_ctx_t *ctx, ngx_int_t status))
 {
     u_char                      *p;
+    ngx_int_t                    rc;
     ngx_str_t                    keys[NGX_HTTP_UPLOAD_SESSION_KEYS], args[4];
     ngx_http_request_t          *r;
     ngx_http_upload_session_t   *session;
@@ -1554,10 +1555,16 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
 
     ngx_memcpy(cp->keys, keys, sizeof(keys));
 
-    return ngx_http_upload_session_redis(r, ngx_http_upload_begin_script,
-                                         NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
-                                         4, args,
-                                         ngx_http_upload_session_begun, ctx);
+    rc = ngx_http_upload_session_redis(r, ngx_http_upload_begin_script,
+                                       NGX_HTTP_UPLOAD_SESSION_KEYS, keys,
+                                       4, args,
+                                       ngx_http_upload_session_begun, ctx);
+
+    /* until the answer comes, the start may have taken the session */
+
+    cp->asking = (rc == NGX_HTTP_UPLOAD_PENDING);
+
+    return rc;
 }
 
 
@@ -1580,6 +1587,8 @@ ngx_http_upload_session_begun(ngx_http_request_t *r, void *data,
 
     cp = ctx->complete;
     session = ctx->session;
+
+    cp->asking = 0;
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         cp->handler(ctx, NGX_ERROR);

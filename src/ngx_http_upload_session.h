@@ -90,6 +90,7 @@ typedef struct {
     ngx_int_t                     rc;
     ngx_uint_t                    status;      /* of the answer, 0: 200 */
     unsigned                      began:1;
+    unsigned                      asking:1;    /* a start awaits its answer */
     unsigned                      closed:1;
     unsigned                      in_place:1;
     unsigned                      bad_digest:1;

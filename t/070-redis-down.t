@@ -30,42 +30,6 @@ if ($ctl_pid == 0) {
          $ENV{TEST_NGINX_OWN_REDIS_PORT}, $ctl_dir) or POSIX::_exit(1);
 }
 
-# a proxy to the suite's Redis that loses an answer (t/util/mute-proxy.pl),
-# started by the blocks that need it
-$ENV{TEST_NGINX_MUTE_PORT} ||= $ENV{TEST_NGINX_CTL_PORT} + 1;
-
-my $mute_pid;
-
-sub stop_mute_proxy {
-    return unless $mute_pid;
-    kill 'TERM', $mute_pid;
-    waitpid $mute_pid, 0;
-    undef $mute_pid;
-}
-
-# the answer to the first command that contains each of @markers is lost
-sub mute_proxy {
-    my @markers = @_;
-
-    stop_mute_proxy();
-    $mute_pid = fork() // die "fork: $!";
-
-    if ($mute_pid == 0) {
-        exec($^X, "$FindBin::Bin/util/mute-proxy.pl",
-             $ENV{TEST_NGINX_MUTE_PORT}, $ENV{TEST_NGINX_REDIS_PORT},
-             @markers)
-            or POSIX::_exit(1);
-    }
-
-    for (1 .. 100) {
-        return if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                        PeerPort => $ENV{TEST_NGINX_MUTE_PORT});
-        select undef, undef, undef, 0.05;
-    }
-
-    die "mute-proxy: not listening on $ENV{TEST_NGINX_MUTE_PORT}";
-}
-
 END {
     # the children's exit status is not this file's
     local $?;
@@ -75,8 +39,6 @@ END {
         waitpid $ctl_pid, 0;
         system("rm", "-rf", $ctl_dir);
     }
-
-    stop_mute_proxy();
 }
 
 sleep 1;
@@ -269,7 +231,7 @@ takes over from an earlier one
 upload_redis_timeout 1s;
 upload_store \$TEST_NGINX_HTML_DIR/store;"
 --- init
-main::mute_proxy("'state', 'completing', 'holder'");
+UploadTest::mute_proxy("'state', 'completing', 'holder'");
 my $html = $ENV{TEST_NGINX_HTML_DIR};
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/mute.bin";
 my $redis = "redis-cli -p $ENV{TEST_NGINX_REDIS_PORT}";
@@ -335,7 +297,7 @@ upload_store \$TEST_NGINX_HTML_DIR/store;"
 --- config
     location /upload/ { upload on; upload_min_part_size 1; }
 --- init
-main::mute_proxy("'HSETNX', KEYS[5]");
+UploadTest::mute_proxy("'HSETNX', KEYS[5]");
 my $id = "mutedcheckmutedcheck0001";
 my $url = "http://127.0.0.1:" . ($ENV{TEST_NGINX_SERVER_PORT} || 1984) . "/upload/part.txt?uploadId=$id&partNumber=1";
 my $dir = "$ENV{TEST_NGINX_HTML_DIR}/store/.upload-parts/default/$id";

@@ -1,6 +1,7 @@
 # nginx -s reload, and a binary upgrade (USR2), with 20 uploads in flight:
 # each either completes with the right bytes or fails cleanly (nothing at
-# its key) and can be retried.
+# its key) and can be retried; a complete cut short by its worker leaving
+# gives its session back.
 
 # Under valgrind a reload takes the old worker seconds to leave and its
 # in-flight connections are cut: that measures valgrind, not the module.
@@ -17,6 +18,7 @@ use lib "$FindBin::Bin/util";
 use Test::Nginx::Socket 'no_plan';
 use UploadTest;
 use Digest::SHA ();
+use Digest::MD5 ();
 
 upload_suite();
 master_on();
@@ -71,7 +73,8 @@ sub upload_results {
 
 add_block_preprocessor(sub {
     my $block = shift;
-    $block->set_value("http_config", $UploadTest::PersistHttpConfig);
+    $block->set_value("http_config", $UploadTest::PersistHttpConfig)
+        unless defined $block->http_config;
     $block->set_value("config", $::Config);
 });
 
@@ -138,4 +141,48 @@ sent to the new binary's workers
 --- error_log
 changing binary
 start new binary process
+--- timeout: 30
+
+
+
+=== TEST 3: a worker that leaves (a reload, then worker_shutdown_timeout) while a complete's start still awaits its answer gives the session back
+--- main_config
+worker_shutdown_timeout 1s;
+--- http_config eval
+"upload_redis 127.0.0.1:$ENV{TEST_NGINX_MUTE_PORT};
+upload_redis_timeout 5s;
+upload_store \$TEST_NGINX_SERVER_ROOT-persist/store;"
+--- init
+UploadTest::clear_persist();
+# Redis runs the start, its answer is lost: the complete waits for it
+UploadTest::mute_proxy("'state', 'completing', 'holder'");
+my $id = "leavingleavingleaving001";
+my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+UploadTest::make_session("default", "leave.bin", $id, 2);
+my $body = '{"parts":[' . join(",", map { qq({"part_number":$_,"etag":") . Digest::MD5::md5_hex($_) . '"}' } 1, 2) . ']}';
+my $pid = fork // die;
+if ($pid == 0) {
+    exec "curl", "-s", "-o", "/dev/null", "-X", "POST", "--data-binary", $body,
+         "http://127.0.0.1:$port/upload/leave.bin?uploadId=$id";
+}
+Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
+                   "default", $id, "completing"),
+               "TEST 3: the complete's start ran");
+# the old worker ends the request after 1 s: its cleanup gives the
+# session back (its start's own timeout, 5 s, can no longer do it)
+open my $p, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid" or die;
+chomp(my $master = <$p>);
+kill 'HUP', $master;
+Test::More::ok(UploadTest::wait_session_state($ENV{TEST_NGINX_REDIS_PORT},
+                   "default", $id, "open"),
+               "TEST 3: the session is open again");
+Test::More::is(scalar qx{redis-cli -p $ENV{TEST_NGINX_REDIS_PORT} hexists upload:{default}:mpu:$id holder},
+               "0\n", "TEST 3: no holder");
+waitpid $pid, 0;
+--- request
+GET /upload/leave.bin?uploadId=leavingleavingleaving001
+--- error_code: 200
+--- response_body_like: "parts":\[\{"part_number":1,
+--- error_log
+reconfiguring
 --- timeout: 30

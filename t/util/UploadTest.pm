@@ -12,6 +12,8 @@ use warnings;
 use Digest::SHA qw(sha256_hex sha1_hex);
 use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
+use FindBin;
+use POSIX ();
 
 our @EXPORT = qw(json_object json_error upload_setup upload_suite clear_persist redis
                  make_session sliced_ready sliced_two_big_parts
@@ -167,6 +169,53 @@ sub sliced_two_big_parts {
     close $f;
 
     return ($id, $sha->hexdigest);
+}
+
+# A proxy to the suite's Redis on port TEST_NGINX_MUTE_PORT (default: the
+# Redis port + 200) that loses the answer to the first command containing
+# each of @markers (t/util/mute-proxy.pl); one at a time, stopped at exit.
+$ENV{TEST_NGINX_MUTE_PORT} ||= $ENV{TEST_NGINX_REDIS_PORT} + 200;
+
+my $mute_pid;
+
+my $mute_owner;
+
+sub stop_mute_proxy {
+    # not from a child of the test (a fork that did not exec)
+    return unless $mute_pid && $mute_owner == $$;
+    kill 'TERM', $mute_pid;
+    waitpid $mute_pid, 0;
+    undef $mute_pid;
+}
+
+sub mute_proxy {
+    my @markers = @_;
+    require IO::Socket::INET;
+
+    stop_mute_proxy();
+    $mute_owner = $$;
+    $mute_pid = fork // die "fork: $!";
+
+    if ($mute_pid == 0) {
+        exec($^X, "$FindBin::Bin/util/mute-proxy.pl",
+             $ENV{TEST_NGINX_MUTE_PORT}, $ENV{TEST_NGINX_REDIS_PORT},
+             @markers)
+            or POSIX::_exit(1);
+    }
+
+    for (1 .. 100) {
+        return if IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                        PeerPort => $ENV{TEST_NGINX_MUTE_PORT});
+        select undef, undef, undef, 0.05;
+    }
+
+    die "mute-proxy: not listening on $ENV{TEST_NGINX_MUTE_PORT}";
+}
+
+END {
+    # the proxy's exit status is not the suite's
+    local $?;
+    stop_mute_proxy();
 }
 
 # POSTs $dir/complete.json (see sliced_two_big_parts) to "url?uploadId=id"
