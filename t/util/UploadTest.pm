@@ -233,17 +233,24 @@ sub complete_in_background {
     return $pid;
 }
 
-# the worker processes of the nginx whose master's pid is in "pidfile"
+# the worker processes of the nginx whose master's pid is in "pidfile";
+# waits (up to 10 s) for the first one: a master has written its pid file
+# before it starts them
 sub worker_pids_of {
     my $pidfile = shift;
     open my $f, '<', $pidfile or die "$pidfile: $!";
     chomp(my $master = <$f>);
     my @w;
 
-    for my $p (glob "/proc/[0-9]*") {
-        open my $s, '<', "$p/stat" or next;
-        my @f = split ' ', scalar <$s>;
-        push @w, $f[0] if $f[3] == $master;
+    for (1 .. 100) {
+        for my $p (glob "/proc/[0-9]*") {
+            open my $s, '<', "$p/stat" or next;
+            my @f = split ' ', scalar <$s>;
+            push @w, $f[0] if $f[3] == $master;
+        }
+
+        last if @w;
+        select undef, undef, undef, 0.1;
     }
 
     return @w;
