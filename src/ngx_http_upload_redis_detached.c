@@ -28,7 +28,6 @@ typedef struct {
     ngx_event_t                   timer;
     ngx_http_upload_redis_t      *redis;
     ngx_msec_t                    timeout;
-    ngx_msec_t                    delay;
     ngx_uint_t                    tries;
     const u_char                 *lost;
     unsigned                      last:1;
@@ -78,7 +77,6 @@ ngx_http_upload_redis_detached(ngx_http_upload_redis_t *redis,
 
     d->redis = redis;
     d->timeout = timeout;
-    d->delay = NGX_HTTP_UPLOAD_DETACHED_FIRST;
     d->lost = lost;
     d->argc = argc;
     d->argv = (const char **) (d + 1);
@@ -183,12 +181,12 @@ ngx_http_upload_detached_later(ngx_http_upload_detached_t *d)
 
     } else {
 
-        if (d->tries++ == NGX_HTTP_UPLOAD_DETACHED_TRIES) {
+        if (d->tries == NGX_HTTP_UPLOAD_DETACHED_TRIES) {
             goto lost;
         }
 
-        delay = d->delay;
-        d->delay *= 2;
+        /* 250 ms, then twice as long each time */
+        delay = NGX_HTTP_UPLOAD_DETACHED_FIRST << d->tries++;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,

@@ -1174,6 +1174,9 @@ ngx_http_upload_session_check(ngx_http_upload_ctx_t *ctx,
 
     args[3] = ctx->slot;
 
+    /* the claims' key, for the cleanup that may give a claim back */
+    ctx->slot_key = keys[4];
+
     args[4].data = p;
     p = ngx_sprintf(p, "%T", ctx->conf->session_ttl);
     args[4].len = p - args[4].data;
@@ -1280,29 +1283,16 @@ ngx_http_upload_part_in_place(ngx_http_upload_ctx_t *ctx, off_t part_size)
 /*
  * A claim on the part's place, or maybe one (its check got no answer):
  * given back when the request ends with the part unrecorded; the release
- * is fenced by the claim's token, ctx->slot.
+ * is fenced by the claim's token, ctx->slot, and goes to ctx->slot_key
+ * (both set before the check).
  */
 
 static ngx_int_t
 ngx_http_upload_part_claimed(ngx_http_upload_ctx_t *ctx)
 {
-    ngx_str_t                   keys[NGX_HTTP_UPLOAD_SESSION_KEYS];
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_request_t         *r;
-    ngx_http_upload_session_t  *session;
+    ngx_pool_cleanup_t  *cln;
 
-    r = ctx->request;
-    session = ctx->session;
-
-    if (ngx_http_upload_session_keys(r, &session->app, &session->id, keys)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ctx->slot_key = keys[4];
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
+    cln = ngx_pool_cleanup_add(ctx->request->pool, 0);
     if (cln == NULL) {
         return NGX_ERROR;
     }
@@ -1544,7 +1534,6 @@ ngx_http_upload_session_begin(ngx_http_upload_ctx_t *ctx,
     args[3].len = ngx_sprintf(p, "%M", ctx->conf->complete_lease) - p;
 
     cp->handler = handler;
-    cp->session_key = keys[0];
 
     /* for the request's cleanup, which may not allocate */
 
@@ -1720,22 +1709,16 @@ ngx_http_upload_session_lease_args(ngx_http_upload_complete_t *cp,
 void
 ngx_http_upload_session_stored(ngx_http_upload_ctx_t *ctx)
 {
-    size_t       argvlen[5];
-    const char  *argv[5];
+    size_t       argvlen[6];
+    const char  *argv[6];
 
-    argv[0] = "EVAL";
-    argvlen[0] = sizeof("EVAL") - 1;
-    argv[1] = ngx_http_upload_stored_script;
-    argvlen[1] = sizeof(ngx_http_upload_stored_script) - 1;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (char *) ctx->fence_session.data;
-    argvlen[3] = ctx->fence_session.len;
-    argv[4] = (char *) ctx->fence.data;
-    argvlen[4] = ctx->fence.len;
+    ngx_http_upload_session_lease_args(ctx->complete,
+                                       ngx_http_upload_stored_script,
+                                       sizeof(ngx_http_upload_stored_script)
+                                       - 1, argv, argvlen);
 
     ngx_http_upload_session_detached(ctx, ngx_http_upload_stored_lost,
-                                     5, argv, argvlen);
+                                     6, argv, argvlen);
 }
 
 

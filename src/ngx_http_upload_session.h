@@ -73,7 +73,6 @@ typedef struct {
     ngx_array_t                  *listed;
     ngx_array_t                  *parts;
     ngx_str_t                     list_hash;
-    ngx_str_t                     session_key; /* to give it back */
     ngx_str_t                    *keys;        /* all of the session's */
     ngx_str_t                     result;
     ngx_str_t                     dir;
